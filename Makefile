@@ -1,0 +1,42 @@
+# make demo  - train a small Keras model with ckptcore checkpoints (creates .venv first)
+# make test  - run the whole test suite (core, backends, the Keras adapter on three backends)
+# make bench - run the benchmarks and write benchmarks/results/
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip
+PYTEST := $(BIN)/python -m pytest
+export WANDB_MODE ?= offline
+export WANDB_SILENT ?= true
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test test-core test-keras docs bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m ckptcore.demo
+
+test: test-core test-keras
+
+test-core: $(STAMP)
+	$(PYTEST) tests --ignore=tests/adapters -q
+
+test-keras: $(STAMP)
+	for backend in tensorflow jax torch; do \
+		echo "== Keras adapter tests, KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(PYTEST) tests/adapters -q || exit 1; \
+	done
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache site

@@ -1,0 +1,158 @@
+"""Local disk: write to a hidden temporary name beside the target, fsync, then ``os.replace``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from typing import Any, ClassVar
+
+from ckptcore.backends.base import CommitInfo
+
+__all__ = ["LocalBackend", "atomic_write_bytes", "fsync_tree"]
+
+_TMP_MARK = ".ckpt-tmp-"
+
+
+def fsync_tree(path: str) -> None:
+    """fsync a file, or every file and directory under a directory."""
+    if os.path.isdir(path):
+        for dirpath, _dirs, files in os.walk(path):
+            for name in files:
+                _fsync_file(os.path.join(dirpath, name))
+            _fsync_dir(dirpath)
+    else:
+        _fsync_file(path)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path or ".", os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_name(final: str) -> str:
+    head, tail = os.path.split(final)
+    # The original name stays at the end, so a writer that checks the suffix still accepts it.
+    return os.path.join(head, f"{_TMP_MARK}{uuid.uuid4().hex[:12]}-{tail}")
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new file, never a part."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+class LocalBackend:
+    """Checkpoints on the local file system.
+
+    Args:
+        root: The checkpoint root directory (``""`` for the current directory).
+    """
+
+    name: ClassVar[str] = "local"
+    can_delete: ClassVar[bool] = True
+    keeps_manifest: ClassVar[bool] = True
+
+    def __init__(self, root: str = "", **_options: Any) -> None:
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        self.root = root
+
+    def _abs(self, relpath: str) -> str:
+        return os.path.join(self.root, *relpath.split("/")) if self.root else os.path.join(*relpath.split("/"))
+
+    def locate(self, relpath: str) -> str:
+        return self._abs(relpath)
+
+    def stage(self, relpath: str) -> str:
+        final = self._abs(relpath)
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        return _temp_name(final)
+
+    def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:
+        final = self._abs(relpath)
+        if not os.path.exists(staged):
+            raise FileNotFoundError(f"the writer produced nothing at {staged!r} for {relpath!r}")
+        fsync_tree(staged)
+        if os.path.isdir(staged) and os.path.isdir(final):
+            # Directories cannot be replaced atomically: move the old one aside first, so the
+            # final name holds either the old or the new complete checkpoint (or, for an
+            # instant, nothing), never a mix.
+            old = _temp_name(final)
+            os.replace(final, old)
+            os.replace(staged, final)
+            _remove(old)
+        else:
+            os.replace(staged, final)
+        _fsync_dir(os.path.dirname(final))
+        return final
+
+    def put(self, src: str, relpath: str, info: CommitInfo) -> str:
+        staged = self.stage(relpath)
+        try:
+            if os.path.isdir(src):
+                shutil.copytree(src, staged)
+            else:
+                shutil.copyfile(src, staged)
+            return self.commit(staged, relpath, info)
+        except BaseException:
+            self.discard(staged)
+            raise
+
+    def discard(self, staged: str) -> None:
+        _remove(staged)
+
+    def delete(self, relpath: str) -> None:
+        _remove(self._abs(relpath))
+
+    def read_bytes(self, relpath: str) -> bytes:
+        with open(self._abs(relpath), "rb") as fh:
+            return fh.read()
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        atomic_write_bytes(self._abs(relpath), data)
+
+    def exists(self, relpath: str) -> bool:
+        return os.path.exists(self._abs(relpath))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self.root!r})"

@@ -1,0 +1,57 @@
+"""ckptcore: a framework-agnostic checkpoint engine for training runs.
+
+The core is pure Python (standard library and pydantic). Framework adapters live in
+``ckptcore.adapters`` and storage backends in ``ckptcore.backends``; neither is imported here.
+"""
+
+from ckptcore.config import CheckpointConfig
+from ckptcore.engine import Checkpointer
+from ckptcore.errors import (
+    BackendNotFoundError,
+    CheckpointSaveError,
+    CkptcoreError,
+    ConfigError,
+    ManifestError,
+    MissingDependencyError,
+    MissingKeyError,
+    MonitorError,
+    StorageError,
+    TemplateError,
+)
+from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
+from ckptcore.retention import RetentionPolicy
+from ckptcore.schedule import SaveSchedule
+from ckptcore.template import FilepathTemplate, split_root
+from ckptcore.tracker import BestTracker
+from ckptcore.writer import BackgroundWriter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MAX_NAMES",
+    "MIN_NAMES",
+    "BackendNotFoundError",
+    "BackgroundWriter",
+    "BestTracker",
+    "CheckpointConfig",
+    "CheckpointSaveError",
+    "Checkpointer",
+    "CkptcoreError",
+    "ConfigError",
+    "FilepathTemplate",
+    "Manifest",
+    "ManifestEntry",
+    "ManifestError",
+    "MissingDependencyError",
+    "MissingKeyError",
+    "MonitorError",
+    "RetentionPolicy",
+    "SaveSchedule",
+    "StorageError",
+    "TemplateError",
+    "__version__",
+    "resolve_mode",
+    "split_root",
+]

@@ -1,0 +1,286 @@
+"""``Checkpointer``: the glue between a training loop, the save policies and the storage.
+
+It decides (schedule, tracker), names (template), hands the write to the commit pipeline
+(synchronously or through the background writer) and nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from ckptcore.commit import Committer, load_manifest, validate_manifest
+from ckptcore.config import CheckpointConfig
+from ckptcore.errors import ConfigError
+from ckptcore.manifest import Manifest, ManifestEntry
+from ckptcore.modes import resolve_mode
+from ckptcore.retention import RetentionPolicy
+from ckptcore.scalars import to_scalar
+from ckptcore.schedule import SaveSchedule
+from ckptcore.template import FilepathTemplate
+from ckptcore.tracker import BestTracker
+from ckptcore.writer import BackgroundWriter
+
+__all__ = ["Checkpointer"]
+
+log = logging.getLogger("ckptcore")
+WriteFn = Callable[[str], None]
+
+
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+class Checkpointer:
+    """Save checkpoints from any training loop.
+
+    Example::
+
+        ck = Checkpointer("runs/a/w-{epoch:02d}-{loss:.3f}.bin", write=save_fn,
+                          monitor="loss", save_best_only=True, keep_last=3)
+        for epoch in range(10):
+            ...
+            ck.on_epoch_end(epoch, {"loss": loss})
+        ck.close()
+
+    Args:
+        filepath: Template of checkpoint paths or URLs (see :class:`FilepathTemplate`).
+        write: ``write(path)`` writes one checkpoint to the local path it is given.
+        snapshot: For ``async_save``: called on the training thread, returns a ``write(path)``
+            function bound to a copy of the state, which the background thread then runs.
+        printer: Where verbose messages go (default ``print``).
+        **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
+            ``save_best_only``, ``save_freq``, ``initial_value_threshold``, ``min_delta``,
+            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ...).
+
+    Raises:
+        ConfigError: An argument is invalid (raised here, before training starts).
+    """
+
+    def __init__(
+        self,
+        filepath: Any,
+        write: WriteFn | None = None,
+        *,
+        snapshot: Callable[[], WriteFn] | None = None,
+        printer: Callable[[str], None] = print,
+        **options: Any,
+    ) -> None:
+        self.config = CheckpointConfig.build(filepath=filepath, **options)
+        cfg = self.config
+        if write is not None and not callable(write):
+            raise ConfigError(f"write: got {write!r}; allowed: a callable write(path)")
+        if snapshot is not None and not callable(snapshot):
+            raise ConfigError(f"snapshot: got {snapshot!r}; allowed: a callable returning write(path)")
+        self._write = write
+        self._snapshot = snapshot
+        self._print = printer
+        self.template = FilepathTemplate(cfg.filepath)
+        self.mode = resolve_mode(cfg.monitor, cfg.mode, cfg.mode_hint)
+        self.tracker = BestTracker(self.mode, cfg.min_delta, cfg.initial_value_threshold)
+        self.schedule = SaveSchedule(cfg.save_freq, cfg.every_n_epochs, cfg.every_seconds)
+        self.retention = RetentionPolicy(cfg.keep_last, cfg.keep_best, cfg.keep_every_n_epochs)
+        self.run_id = _new_run_id()
+        self.epoch = 0
+        self._warned_missing = False
+        self._closed = False
+        backends = self._make_backends()
+        manifest = self._load_existing(backends[0])
+        self.committer = Committer(
+            backends, self.retention, self.mode, self.run_id,
+            state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
+            manifest=manifest,
+        )
+        self.writer = BackgroundWriter(cfg.max_pending) if cfg.async_save else None
+
+    # -- construction helpers -----------------------------------------------------------------
+    def _make_backends(self) -> list[Any]:
+        from ckptcore.backends import resolve_backend  # the registry imports plug-ins lazily
+
+        cfg = self.config
+        root = self.template.root
+        primary = resolve_backend(root if root else "", root, **cfg.storage_options)
+        extra = [resolve_backend(spec, root, **cfg.storage_options) for spec in cfg.backends]
+        return [primary, *extra]
+
+    def _load_existing(self, primary: Any) -> Manifest | None:
+        cfg = self.config
+        if isinstance(cfg.resume, str):
+            from ckptcore.backends import resolve_backend
+
+            location = cfg.resume.rsplit("/", 1)[0] if cfg.resume.endswith(".json") else cfg.resume
+            source = resolve_backend(location, location, **cfg.storage_options)
+            manifest = validate_manifest(load_manifest(source), cfg.resume)
+        else:
+            manifest = load_manifest(primary)
+            if cfg.resume:
+                validate_manifest(manifest, primary.locate("manifest.json"))
+        if cfg.resume and manifest is not None:
+            self.tracker.load_state_dict(manifest.tracker)
+            self.schedule.load_state_dict(manifest.schedule)
+        return manifest
+
+    # -- hooks --------------------------------------------------------------------------------
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Mark the start of 0-based ``epoch``."""
+        self.epoch = epoch
+        self.schedule.start_epoch()
+        self._check_background()
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> str | None:
+        """Report that batches up to 0-based index ``batch`` of this epoch have run.
+
+        Returns:
+            The relative path saved, or None.
+        """
+        self.schedule.advance(batch)
+        if not (self.schedule.batch_due() or self.schedule.time_due()):
+            return None
+        self.schedule.consume()
+        return self._maybe_save(self.epoch, batch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str | None:
+        """Report the end of 0-based ``epoch``; saves when the schedule says so.
+
+        Returns:
+            The relative path saved, or None.
+        """
+        self.epoch = epoch
+        if not (self.schedule.epoch_due(epoch) or self.schedule.time_due()):
+            self._check_background()
+            return None
+        self.schedule.consume()
+        return self._maybe_save(epoch, None, logs)
+
+    def save(self, epoch: int | None = None, batch: int | None = None,
+             logs: Mapping[str, Any] | None = None) -> str | None:
+        """Save now, outside the schedule (still honouring ``save_best_only``)."""
+        return self._maybe_save(self.epoch if epoch is None else epoch, batch, logs)
+
+    # -- the decision -------------------------------------------------------------------------
+    def _maybe_save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+        self._check_background()
+        logs = dict(logs or {})
+        monitor = self.config.monitor
+        value = to_scalar(monitor, logs[monitor]) if monitor in logs else None
+        improved = value is not None and self.tracker.is_improvement(value)
+        if self.config.save_best_only:
+            if value is None:
+                self._warn_missing(logs)
+                return None
+            if not improved:
+                self._say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {self._best_text()}")
+                return None
+        relpath = self.template.render(epoch, batch, logs)
+        if improved and self.config.save_best_only:
+            self._say(f"\nEpoch {epoch + 1}: {monitor} improved from {self._best_text()} to "
+                      f"{value:.5f}, saving model to {self.template.join(relpath)}")
+        else:
+            self._say(f"\nEpoch {epoch + 1}: saving model to {self.template.join(relpath)}")
+        previous = self.tracker.state_dict()
+        if improved:
+            self.tracker.update(value)
+        entry = ManifestEntry(
+            name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
+            batch=None if batch is None else batch + 1, global_step=self.schedule.batches_run,
+            metrics=logs, monitor=monitor, monitor_value=value, is_best=improved, run_id=self.run_id,
+        )
+        self._dispatch(relpath, entry, previous)
+        return relpath
+
+    def _dispatch(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> None:
+        if self.writer is None:
+            self._commit(relpath, self._require_write(), entry, previous)
+            return
+        write = self._snapshot() if self._snapshot is not None else self._require_write()
+        self.writer.submit(relpath, lambda: self._commit(relpath, write, entry, previous))
+
+    def _commit(self, relpath: str, write: WriteFn, entry: ManifestEntry, previous: dict[str, Any]) -> None:
+        try:
+            self.committer.save(relpath, write, entry)
+        except BaseException:
+            if entry.is_best and not entry.backends:  # nothing was committed anywhere
+                self._rollback_best(entry, previous)
+            raise
+
+    def _rollback_best(self, entry: ManifestEntry, previous: dict[str, Any]) -> None:
+        with self.committer.lock:
+            if self.tracker.best == entry.monitor_value:
+                self.tracker.load_state_dict(previous)
+
+    def _require_write(self) -> WriteFn:
+        if self._write is None:
+            raise ConfigError("write: no write function was given; pass write=callable(path)")
+        return self._write
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _best_text(self) -> str:
+        best = self.tracker.best
+        if best is None:
+            return "inf" if self.mode == "min" else "-inf"
+        return f"{best:.5f}"
+
+    def _say(self, message: str) -> None:
+        if self.config.verbose > 0:
+            self._print(message)
+
+    def _warn_missing(self, logs: Mapping[str, Any]) -> None:
+        if self._warned_missing:
+            return
+        self._warned_missing = True
+        keys = ", ".join(sorted(logs)) or "(none)"
+        warnings.warn(
+            f"Can save best model only with {self.config.monitor} available; skipping. "
+            f"Keys present in the logs: {keys}",
+            stacklevel=3,
+        )
+
+    def _check_background(self) -> None:
+        if self.writer is not None:
+            self.writer.check()
+
+    # -- results ------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest as this engine knows it."""
+        return self.committer.manifest
+
+    def latest(self) -> str | None:
+        """Path or URL of the most recent checkpoint, or None."""
+        entry = self.manifest.latest()
+        return None if entry is None else self.committer.primary.locate(entry.path)
+
+    def best(self) -> str | None:
+        """Path or URL of the best checkpoint, or None."""
+        entry = self.manifest.best()
+        return None if entry is None else self.committer.primary.locate(entry.path)
+
+    def wait(self) -> None:
+        """Block until pending background saves are committed; re-raise their failures."""
+        if self.writer is not None:
+            self.writer.wait()
+
+    def close(self) -> None:
+        """Finish pending saves, write the final manifest state and release the backends."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            if self.manifest.entries:
+                self.committer.write_manifest()
+            self.committer.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({self.config.filepath!r}, monitor={self.config.monitor!r}, mode={self.mode!r})"

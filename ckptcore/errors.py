@@ -1,0 +1,100 @@
+"""Errors raised by ckptcore.
+
+Every error subclasses a builtin, so ``except ValueError`` or ``except OSError`` keeps working::
+
+    CkptcoreError                      (mixin, catch-all for this library)
+    ├── ConfigError(ValueError)        a bad argument, raised at construction
+    ├── TemplateError(ValueError)      a malformed filepath template, or a bad value for it
+    │   └── MissingKeyError(TemplateError, KeyError)
+    │                                  the template names a key the logs do not hold
+    ├── MonitorError(ValueError)       a monitored value that is not a real scalar
+    ├── ManifestError(ValueError)      a manifest.json that does not parse or validate
+    ├── BackendNotFoundError(LookupError)
+    │                                  an unknown backend name or URL scheme
+    ├── MissingDependencyError(ImportError)
+    │                                  an optional dependency is not installed (with install hint)
+    └── StorageError(OSError)          a backend failed to commit, read or delete
+        └── CheckpointSaveError        a save failed; names the checkpoint
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendNotFoundError",
+    "CheckpointSaveError",
+    "CkptcoreError",
+    "ConfigError",
+    "ManifestError",
+    "MissingDependencyError",
+    "MissingKeyError",
+    "MonitorError",
+    "StorageError",
+    "TemplateError",
+]
+
+
+class CkptcoreError(Exception):
+    """Base mixin of every ckptcore error."""
+
+
+class ConfigError(CkptcoreError, ValueError):
+    """An argument is invalid; the message names it, what was given and what is allowed."""
+
+
+class TemplateError(CkptcoreError, ValueError):
+    """A filepath template is malformed or cannot be rendered with the given values."""
+
+
+class MissingKeyError(TemplateError, KeyError):
+    """The template names a key that the logs do not hold.
+
+    Attributes:
+        key: The missing key.
+        available: The keys that were available.
+    """
+
+    def __init__(self, key: str, available: list[str]) -> None:
+        self.key = key
+        self.available = sorted(available)
+        shown = ", ".join(self.available) or "(none)"
+        super().__init__(
+            f"filepath template needs {{{key}}} but it is not in the logs; available keys: {shown}"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class MonitorError(CkptcoreError, ValueError):
+    """The monitored value is not a real scalar."""
+
+
+class ManifestError(CkptcoreError, ValueError):
+    """A manifest does not parse or does not validate."""
+
+
+class BackendNotFoundError(CkptcoreError, LookupError):
+    """No backend is registered under a name or URL scheme."""
+
+
+class MissingDependencyError(CkptcoreError, ImportError):
+    """An optional dependency is missing; the message gives the install command."""
+
+
+class StorageError(CkptcoreError, OSError):
+    """A storage backend failed."""
+
+
+class CheckpointSaveError(StorageError):
+    """Saving one checkpoint failed.
+
+    Attributes:
+        checkpoint: The checkpoint's relative path.
+    """
+
+    def __init__(self, checkpoint: str, message: str) -> None:
+        self.checkpoint = checkpoint
+        super().__init__(f"checkpoint {checkpoint!r} was not saved: {message}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -1,0 +1,172 @@
+"""Filepath templates: ``"runs/a/w-{epoch:02d}-{val_loss:.3f}.keras"``.
+
+Placeholders are parsed once, at construction. ``{epoch}`` and ``{batch}`` are 1-based (as in
+Keras); any other placeholder is looked up in the logs. Rendered values are escaped so that a
+metric name or value holding ``/``, ``\\`` or ``..`` can never move a file out of the
+checkpoint root.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import string
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ckptcore.errors import MissingKeyError, TemplateError
+
+__all__ = ["FilepathTemplate", "split_root"]
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_UNSAFE = re.compile(r"[/\\\x00]")
+
+
+@dataclass(frozen=True)
+class _Field:
+    literal: str
+    name: str | None
+    spec: str
+
+
+def _parse(filepath: str) -> tuple[_Field, ...]:
+    try:
+        parts = list(string.Formatter().parse(filepath))
+    except ValueError as exc:
+        raise TemplateError(f"filepath: {filepath!r} is not a valid template: {exc}") from exc
+    fields = []
+    for literal, name, spec, conversion in parts:
+        if name is None:
+            fields.append(_Field(literal, None, ""))
+            continue
+        if name == "" or name.isdigit():
+            raise TemplateError(
+                f"filepath: {filepath!r} has a positional placeholder {{{name}}}; "
+                "allowed: named placeholders such as {epoch}, {batch} or a logs key"
+            )
+        if conversion:
+            raise TemplateError(
+                f"filepath: {filepath!r} uses a conversion '!{conversion}' in {{{name}}}; "
+                "allowed: a name with an optional format spec, such as {val_loss:.3f}"
+            )
+        if any(c in name for c in ".[]"):
+            raise TemplateError(
+                f"filepath: {filepath!r} has placeholder {{{name}}} with attribute or index "
+                "access; allowed: a plain name such as {epoch} or {val_loss}"
+            )
+        if "{" in (spec or ""):
+            raise TemplateError(
+                f"filepath: {filepath!r} nests a placeholder in the format spec of {{{name}}}"
+            )
+        fields.append(_Field(literal, name, spec or ""))
+    return tuple(fields)
+
+
+def _escape(text: str) -> str:
+    text = _UNSAFE.sub("_", text)
+    return text.replace("..", "__")
+
+
+def split_root(filepath: str) -> tuple[str, str]:
+    """Split a template into its checkpoint root and the part below it.
+
+    The root is the longest directory prefix that holds no placeholder; ``""`` stands for the
+    current directory.
+
+    Returns:
+        ``(root, rest)`` where ``rest`` is the template relative to the root.
+    """
+    brace = filepath.find("{")
+    fixed = filepath if brace < 0 else filepath[:brace]
+    cut = fixed.rfind("/")
+    if cut < 0:
+        return "", filepath
+    root = filepath[:cut]
+    if _URL.match(filepath) and len(root) < len(filepath.split("://", 1)[0]) + 3:
+        raise TemplateError(f"filepath: {filepath!r} has no fixed bucket or root before a placeholder")
+    if root == "" and filepath.startswith("/"):
+        root = "/"
+    return root, filepath[cut + 1 :]
+
+
+class FilepathTemplate:
+    """A parsed filepath template.
+
+    Args:
+        filepath: The template, a local path or a URL.
+
+    Raises:
+        TemplateError: If the template is malformed (unbalanced braces, positional or
+            attribute placeholders, conversions), or a directory name is a placeholder
+            that could escape the root.
+    """
+
+    def __init__(self, filepath: str) -> None:
+        if not isinstance(filepath, str) or not filepath.strip():
+            raise TemplateError(f"filepath: got {filepath!r}; allowed: a non-empty path or URL string")
+        self.filepath = filepath
+        self.root, self.relative = split_root(filepath)
+        self._fields = _parse(self.relative)
+        _parse(self.root)  # the root must be valid too (and holds no placeholder by definition)
+        if self.relative in ("", ".", "..") or self.relative.endswith("/"):
+            raise TemplateError(f"filepath: {filepath!r} names a directory; allowed: a file name")
+        if ".." in self.relative.split("/"):
+            raise TemplateError(f"filepath: {filepath!r} climbs out of its root with '..'")
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The placeholder names, in order."""
+        return tuple(f.name for f in self._fields if f.name is not None)
+
+    @property
+    def is_fixed(self) -> bool:
+        """Whether every save goes to the same name."""
+        return not self.placeholders
+
+    def render(self, epoch: int | None = None, batch: int | None = None, logs: Mapping[str, Any] | None = None) -> str:
+        """Render the path of one checkpoint, relative to :attr:`root`.
+
+        Args:
+            epoch: 0-based epoch (rendered 1-based), or None.
+            batch: 0-based batch (rendered 1-based), or None.
+            logs: Metric values.
+
+        Raises:
+            MissingKeyError: A placeholder has no value; the message lists the keys present.
+            TemplateError: A value does not fit its format spec.
+        """
+        values: dict[str, Any] = dict(logs or {})
+        if epoch is not None:
+            values["epoch"] = epoch + 1
+        if batch is not None:
+            values["batch"] = batch + 1
+        out = []
+        for field in self._fields:
+            out.append(field.literal)
+            if field.name is None:
+                continue
+            if field.name not in values:
+                raise MissingKeyError(field.name, list(values))
+            value = values[field.name]
+            try:
+                text = format(value, field.spec)
+            except (TypeError, ValueError) as exc:
+                raise TemplateError(
+                    f"filepath: cannot format {field.name}={value!r} with spec "
+                    f"{field.spec!r}: {exc}"
+                ) from exc
+            out.append(_escape(text))
+        relative = "".join(out)
+        parts = posixpath.normpath(relative).split("/")
+        if ".." in parts or relative.startswith("/"):  # pragma: no cover - escaping prevents it
+            raise TemplateError(f"filepath: rendered {relative!r} leaves the checkpoint root")
+        return relative
+
+    def join(self, relative: str) -> str:
+        """Join a rendered relative path onto the root."""
+        if not self.root:
+            return relative
+        return self.root.rstrip("/") + "/" + relative
+
+    def __repr__(self) -> str:
+        return f"FilepathTemplate({self.filepath!r})"

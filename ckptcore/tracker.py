@@ -1,0 +1,87 @@
+"""Tracking the best value of a monitored metric."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ckptcore.errors import ConfigError
+from ckptcore.modes import Direction
+from ckptcore.scalars import to_scalar
+
+__all__ = ["BestTracker"]
+
+
+class BestTracker:
+    """Remembers the best value seen so far and decides whether a new one improves on it.
+
+    NaN and infinite values are never an improvement. A value improves when it beats the best by
+    more than ``min_delta`` in the tracker's direction. ``initial_value_threshold`` seeds the best,
+    so nothing counts as an improvement until a value beats it.
+
+    Args:
+        mode: ``"min"`` or ``"max"`` (already resolved, see :func:`ckptcore.resolve_mode`).
+        min_delta: The smallest change that counts as an improvement (non-negative).
+        initial_value_threshold: Optional starting best value.
+    """
+
+    def __init__(
+        self,
+        mode: Direction,
+        min_delta: float = 0.0,
+        initial_value_threshold: float | None = None,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ConfigError(f"mode: got {mode!r}; allowed: 'min', 'max'")
+        if not (isinstance(min_delta, (int, float)) and not isinstance(min_delta, bool)) or not (
+            math.isfinite(min_delta) and min_delta >= 0
+        ):
+            raise ConfigError(f"min_delta: got {min_delta!r}; allowed: a finite number >= 0")
+        self.mode: Direction = mode
+        self.min_delta = float(abs(min_delta))
+        self.best: float | None = None
+        if initial_value_threshold is not None:
+            threshold = to_scalar("initial_value_threshold", initial_value_threshold)
+            if math.isnan(threshold):
+                raise ConfigError("initial_value_threshold: got nan; allowed: a number or None")
+            self.best = threshold
+
+    def is_improvement(self, value: Any) -> bool:
+        """Return whether ``value`` would become the new best. Never changes state.
+
+        Raises:
+            MonitorError: If ``value`` is not a real scalar.
+        """
+        current = to_scalar("monitor", value)
+        if not math.isfinite(current):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def update(self, value: Any) -> bool:
+        """Record ``value``; return whether it was an improvement (and is now the best)."""
+        if not self.is_improvement(value):
+            return False
+        self.best = to_scalar("monitor", value)
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the state that lets a restarted run keep the same best."""
+        return {"mode": self.mode, "min_delta": self.min_delta, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output. A stored mode must match this tracker's mode."""
+        mode = state.get("mode", self.mode)
+        if mode != self.mode:
+            raise ConfigError(
+                f"mode: the stored tracker used {mode!r} but this run uses {self.mode!r}; "
+                "pass the same mode to resume"
+            )
+        best = state.get("best")
+        self.best = None if best is None else float(best)
+
+    def __repr__(self) -> str:
+        return f"BestTracker(mode={self.mode!r}, min_delta={self.min_delta}, best={self.best})"

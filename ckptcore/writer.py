@@ -1,0 +1,129 @@
+"""The background worker for non-blocking saves.
+
+At most ``max_pending`` saves are in flight; the next ``submit`` waits (back-pressure) rather
+than holding more snapshots in memory. A failure is kept and re-raised on the next ``submit``,
+``check``, ``wait`` or ``close``, naming the checkpoint. Pending saves are finished at ``close``
+and at interpreter exit; none is dropped silently.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import weakref
+from typing import Callable
+
+from ckptcore.errors import CheckpointSaveError, ConfigError
+
+__all__ = ["BackgroundWriter"]
+
+log = logging.getLogger("ckptcore")
+
+_Job = tuple[str, Callable[[], None]]
+_STOP = object()
+
+
+class BackgroundWriter:
+    """Runs save jobs on one background thread, in submission order.
+
+    Args:
+        max_pending: Saves allowed in flight (queued or running) before ``submit`` blocks.
+    """
+
+    def __init__(self, max_pending: int = 1) -> None:
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ConfigError(f"max_pending: got {max_pending!r}; allowed: an int >= 1")
+        self.max_pending = max_pending
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="ckptcore-writer", daemon=True)
+        self._thread.start()
+        ref = weakref.ref(self)
+        self._atexit = lambda: (w := ref()) is not None and w.close(raise_errors=False)
+        atexit.register(self._atexit)
+
+    @property
+    def pending(self) -> int:
+        """Saves queued or running now."""
+        with self._lock:
+            return self._pending
+
+    def submit(self, label: str, job: Callable[[], None]) -> None:
+        """Queue ``job`` (which saves checkpoint ``label``); waits while the writer is full.
+
+        Raises:
+            CheckpointSaveError: A previous save failed.
+            RuntimeError: The writer is closed.
+        """
+        self.check()
+        if self._closed:
+            raise RuntimeError(f"cannot save {label!r}: the background writer is closed")
+        self._slots.acquire()
+        with self._lock:
+            self._pending += 1
+        self._queue.put((label, job))
+
+    def check(self) -> None:
+        """Re-raise the first failure of a background save, if any."""
+        with self._lock:
+            if not self._errors:
+                return
+            first, rest = self._errors[0], self._errors[1:]
+            self._errors.clear()
+        for other in rest:
+            log.error("another background save failed as well: %s", other)
+        raise first
+
+    def wait(self) -> None:
+        """Block until every queued save has finished, then re-raise a failure, if any."""
+        with self._idle:
+            while self._pending:
+                self._idle.wait()
+        self.check()
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Finish every pending save and stop the thread.
+
+        Args:
+            raise_errors: Re-raise a failure (True) or only log it (False, used at exit).
+        """
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join()
+            atexit.unregister(self._atexit)
+        if raise_errors:
+            self.check()
+        else:
+            with self._lock:
+                errors, self._errors = self._errors, []
+            for exc in errors:
+                log.error("a background checkpoint save failed: %s", exc)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            label, job = item  # type: ignore[misc]
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported
+                if not isinstance(exc, CheckpointSaveError):
+                    wrapped = CheckpointSaveError(label, f"{type(exc).__name__}: {exc}")
+                    wrapped.__cause__ = exc
+                    exc = wrapped
+                with self._lock:
+                    self._errors.append(exc)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    self._idle.notify_all()
+                self._slots.release()
