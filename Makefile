@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m ckptcore.demo
+	$(BIN)/python docs/examples/demo.py
 
 test: test-core test-keras
 
