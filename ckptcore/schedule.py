@@ -87,8 +87,10 @@ class SaveSchedule:
             How many batches this call added (more than 1 under multi-step execution).
         """
         ran = batch - self._epoch_last_batch
-        if ran <= 0:  # a loop that does not restart indices, or a repeated report
-            ran = 1
+        if ran <= 0:
+            # The index went back: a new epoch began without ``start_epoch`` (a hand-written
+            # loop that skips ``on_epoch_begin``), so batches 0..batch of it have run.
+            ran = max(batch + 1, 1)
         self._epoch_last_batch = batch
         self.batches_run += ran
         return ran

@@ -8,7 +8,6 @@ checkpoint root.
 
 from __future__ import annotations
 
-import posixpath
 import re
 import string
 from dataclasses import dataclass
@@ -29,11 +28,19 @@ class _Field:
     spec: str
 
 
-def _parse(filepath: str) -> tuple[_Field, ...]:
+_ALLOWED = (
+    "allowed: named placeholders in balanced braces, such as 'w-{epoch:02d}-{val_loss:.3f}.keras'; "
+    "write '{{' or '}}' for a literal brace"
+)
+
+
+def _parse(template: str, filepath: str | None = None) -> tuple[_Field, ...]:
+    """Parse ``template``; error messages quote ``filepath`` (the whole template) when given."""
+    filepath = template if filepath is None else filepath
     try:
-        parts = list(string.Formatter().parse(filepath))
+        parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise TemplateError(f"filepath: {filepath!r} is not a valid template: {exc}") from exc
+        raise TemplateError(f"filepath: {filepath!r} is not a valid template ({exc}); {_ALLOWED}") from exc
     fields = []
     for literal, name, spec, conversion in parts:
         if name is None:
@@ -56,7 +63,8 @@ def _parse(filepath: str) -> tuple[_Field, ...]:
             )
         if "{" in (spec or ""):
             raise TemplateError(
-                f"filepath: {filepath!r} nests a placeholder in the format spec of {{{name}}}"
+                f"filepath: {filepath!r} nests a placeholder in the format spec of {{{name}}}; "
+                "allowed: a literal format spec, such as {val_loss:.3f}"
             )
         fields.append(_Field(literal, name, spec or ""))
     return tuple(fields)
@@ -106,8 +114,8 @@ class FilepathTemplate:
             raise TemplateError(f"filepath: got {filepath!r}; allowed: a non-empty path or URL string")
         self.filepath = filepath
         self.root, self.relative = split_root(filepath)
-        self._fields = _parse(self.relative)
-        _parse(self.root)  # the root must be valid too (and holds no placeholder by definition)
+        self._fields = _parse(self.relative, filepath)
+        _parse(self.root, filepath)  # the root must be valid too (it holds no placeholder)
         if self.relative in ("", ".", "..") or self.relative.endswith("/"):
             raise TemplateError(f"filepath: {filepath!r} names a directory; allowed: a file name")
         if ".." in self.relative.split("/"):
@@ -157,9 +165,14 @@ class FilepathTemplate:
                 ) from exc
             out.append(_escape(text))
         relative = "".join(out)
-        parts = posixpath.normpath(relative).split("/")
-        if ".." in parts or relative.startswith("/"):  # pragma: no cover - escaping prevents it
-            raise TemplateError(f"filepath: rendered {relative!r} leaves the checkpoint root")
+        parts = relative.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            # An empty or "." value would name the root itself or a directory; ".." and "/" in
+            # values are escaped above, so nothing renders outside the root.
+            raise TemplateError(
+                f"filepath: {self.filepath!r} renders to {relative!r}, which has an empty, '.' "
+                "or '..' path component; allowed: values that give every component a name"
+            )
         return relative
 
     def join(self, relative: str) -> str:
