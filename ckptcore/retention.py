@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 from ckptcore.errors import ConfigError
@@ -70,7 +71,11 @@ class RetentionPolicy:
         if self.keep_last is not None:
             keep.update(e.path for e in candidates[-self.keep_last :])
         if self.keep_best is not None:
-            scored = [e for e in candidates if e.monitor_value is not None]
+            # NaN and inf are never "best", just as in the tracker (and NaN would break sorting).
+            scored = [
+                e for e in candidates
+                if e.monitor_value is not None and math.isfinite(e.monitor_value)
+            ]
             scored.sort(key=lambda e: e.monitor_value, reverse=(mode == "max"))  # type: ignore[arg-type,return-value]
             keep.update(e.path for e in scored[: self.keep_best])
             # The current best is always kept, even if it has no score recorded here.

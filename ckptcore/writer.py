@@ -66,6 +66,11 @@ class BackgroundWriter:
         if self._closed:
             raise RuntimeError(f"cannot save {label!r}: the background writer is closed")
         self._slots.acquire()
+        try:
+            self.check()  # a save that failed while this one waited for its slot
+        except BaseException:
+            self._slots.release()
+            raise
         with self._lock:
             self._pending += 1
         self._queue.put((label, job))
