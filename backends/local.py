@@ -110,13 +110,17 @@ class LocalBackend:
         if not os.path.exists(staged):
             raise FileNotFoundError(f"the writer produced nothing at {staged!r} for {relpath!r}")
         fsync_tree(staged)
-        if os.path.isdir(staged) and os.path.isdir(final):
-            # Directories cannot be replaced atomically: move the old one aside first, so the
-            # final name holds either the old or the new complete checkpoint (or, for an
-            # instant, nothing), never a mix.
+        if os.path.lexists(final) and (os.path.isdir(staged) or os.path.isdir(final)):
+            # A directory cannot be replaced atomically (nor a file by a directory, or back):
+            # move the old one aside first, so the final name holds either the old or the new
+            # complete checkpoint (or, for an instant, nothing), never a mix.
             old = _temp_name(final)
             os.replace(final, old)
-            os.replace(staged, final)
+            try:
+                os.replace(staged, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
             _remove(old)
         else:
             os.replace(staged, final)

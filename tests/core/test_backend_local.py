@@ -1,0 +1,162 @@
+"""``LocalBackend``: atomic commit of files and directories, no temp files left, atomic bytes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ckptcore.backends import LocalBackend
+from ckptcore.backends.local import atomic_write_bytes
+
+TMP_MARK = ".ckpt-tmp-"
+
+
+def _leftovers(root) -> list[str]:
+    found = []
+    for dirpath, dirs, files in os.walk(root):
+        found += [n for n in dirs + files if TMP_MARK in n]
+    return found
+
+
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _write_dir(path: str, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        full = os.path.join(path, *rel.split("/"))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        _write_file(full, text)
+
+
+def _read_dir(path: str) -> dict[str, str]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            with open(full) as fh:
+                out[os.path.relpath(full, path).replace(os.sep, "/")] = fh.read()
+    return out
+
+
+def test_stage_is_a_hidden_name_beside_the_target_and_commit_replaces(tmp_path):
+    backend = LocalBackend(str(tmp_path))
+    staged = backend.stage("sub/w-1.npy")
+    assert os.path.dirname(staged) == str(tmp_path / "sub")
+    assert os.path.basename(staged).startswith(TMP_MARK)
+    assert staged.endswith("w-1.npy"), "a writer that checks the suffix still accepts it"
+    assert not os.path.exists(staged)
+    _write_file(staged, "one")
+    location = backend.commit(staged, "sub/w-1.npy", {})
+    assert location == str(tmp_path / "sub" / "w-1.npy")
+    assert (tmp_path / "sub" / "w-1.npy").read_text() == "one"
+    staged = backend.stage("sub/w-1.npy")
+    _write_file(staged, "two")
+    assert (tmp_path / "sub" / "w-1.npy").read_text() == "one", "not visible before commit"
+    backend.commit(staged, "sub/w-1.npy", {})
+    assert (tmp_path / "sub" / "w-1.npy").read_text() == "two"
+    assert _leftovers(tmp_path) == []
+    assert backend.exists("sub/w-1.npy") and backend.locate("sub/w-1.npy") == location
+
+
+def test_a_directory_checkpoint_replaces_an_existing_one_completely(tmp_path):
+    backend = LocalBackend(str(tmp_path))
+    first = backend.stage("model")
+    _write_dir(first, {"saved_model.pb": "v1", "variables/old.index": "v1"})
+    backend.commit(first, "model", {})
+    second = backend.stage("model")
+    _write_dir(second, {"saved_model.pb": "v2", "variables/new.index": "v2"})
+    assert _read_dir(tmp_path / "model") == {"saved_model.pb": "v1", "variables/old.index": "v1"}
+    backend.commit(second, "model", {})
+    assert _read_dir(tmp_path / "model") == {"saved_model.pb": "v2", "variables/new.index": "v2"}
+    assert _leftovers(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+
+@pytest.mark.parametrize("old_is_dir", [True, False])
+def test_a_checkpoint_of_the_other_kind_replaces_the_old_one(tmp_path, old_is_dir):
+    backend = LocalBackend(str(tmp_path))
+    old = backend.stage("ck")
+    _write_dir(old, {"a": "old"}) if old_is_dir else _write_file(old, "old")
+    backend.commit(old, "ck", {})
+    new = backend.stage("ck")
+    _write_file(new, "new") if old_is_dir else _write_dir(new, {"b": "new"})
+    backend.commit(new, "ck", {})
+    if old_is_dir:
+        assert (tmp_path / "ck").read_text() == "new"
+    else:
+        assert _read_dir(tmp_path / "ck") == {"b": "new"}
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("as_dir", [False, True])
+def test_discard_leaves_nothing(tmp_path, as_dir):
+    backend = LocalBackend(str(tmp_path))
+    staged = backend.stage("w.npy")
+    _write_dir(staged, {"x": "1", "y/z": "2"}) if as_dir else _write_file(staged, "partial")
+    backend.discard(staged)
+    backend.discard(staged)  # twice is fine
+    assert _leftovers(tmp_path) == []
+    assert not backend.exists("w.npy")
+
+
+def test_committing_nothing_is_an_error_and_leaves_the_old_checkpoint(tmp_path):
+    backend = LocalBackend(str(tmp_path))
+    (tmp_path / "w.npy").write_text("old")
+    with pytest.raises(FileNotFoundError, match="w.npy"):
+        backend.commit(backend.stage("w.npy"), "w.npy", {})
+    assert (tmp_path / "w.npy").read_text() == "old"
+
+
+def test_put_copies_files_and_directories(tmp_path):
+    src_dir = tmp_path / "src"
+    _write_dir(str(src_dir / "tree"), {"a": "1", "b/c": "2"})
+    _write_file(str(src_dir / "f.bin"), "f")
+    backend = LocalBackend(str(tmp_path / "dst"))
+    backend.put(str(src_dir / "tree"), "runs/tree", {})
+    backend.put(str(src_dir / "f.bin"), "runs/f.bin", {})
+    assert _read_dir(tmp_path / "dst" / "runs" / "tree") == {"a": "1", "b/c": "2"}
+    assert (tmp_path / "dst" / "runs" / "f.bin").read_text() == "f"
+    assert (src_dir / "f.bin").exists(), "put copies, the source stays"
+    with pytest.raises(FileNotFoundError):
+        backend.put(str(src_dir / "missing"), "runs/missing", {})
+    assert _leftovers(tmp_path) == []
+
+
+def test_delete(tmp_path):
+    backend = LocalBackend(str(tmp_path))
+    _write_dir(str(tmp_path / "d"), {"x": "1"})
+    _write_file(str(tmp_path / "f"), "1")
+    backend.delete("d")
+    backend.delete("f")
+    backend.delete("never-existed")
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_bytes_is_atomic(tmp_path):
+    backend = LocalBackend(str(tmp_path / "root"))
+    with pytest.raises(FileNotFoundError):
+        backend.read_bytes("manifest.json")
+    backend.write_bytes("manifest.json", b"v1")
+    backend.write_bytes("manifest.json", b"v2")
+    assert backend.read_bytes("manifest.json") == b"v2"
+    with pytest.raises(TypeError):
+        backend.write_bytes("manifest.json", "not bytes")  # type: ignore[arg-type]
+    assert backend.read_bytes("manifest.json") == b"v2", "a failed write leaves the old file"
+    assert _leftovers(tmp_path) == []
+    atomic_write_bytes(str(tmp_path / "new" / "deep" / "x"), b"1")
+    assert (tmp_path / "new" / "deep" / "x").read_bytes() == b"1"
+
+
+def test_root_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here = LocalBackend("")
+    staged = here.stage("w.npy")
+    _write_file(staged, "x")
+    here.commit(staged, "w.npy", {})
+    assert (tmp_path / "w.npy").read_text() == "x"
+    assert LocalBackend("file://" + str(tmp_path)).root == str(tmp_path)
+    assert LocalBackend(str(tmp_path)).locate("a/b.npy") == str(tmp_path / "a" / "b.npy")
+    assert LocalBackend.can_delete and LocalBackend.keeps_manifest and LocalBackend.name == "local"
