@@ -52,6 +52,8 @@ class Checkpointer:
         snapshot: For ``async_save``: called on the training thread, returns a ``write(path)``
             function bound to a copy of the state, which the background thread then runs.
         printer: Where verbose messages go (default ``print``).
+        run_id: Continue an earlier engine session (such as a previous ``fit`` of the same
+            callback): retention then treats that session's checkpoints as this one's own.
         **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
             ``save_best_only``, ``save_freq``, ``initial_value_threshold``, ``min_delta``,
             ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ...).
@@ -67,6 +69,7 @@ class Checkpointer:
         *,
         snapshot: Callable[[], WriteFn] | None = None,
         printer: Callable[[str], None] = print,
+        run_id: str | None = None,
         **options: Any,
     ) -> None:
         self.config = CheckpointConfig.build(filepath=filepath, **options)
@@ -83,7 +86,9 @@ class Checkpointer:
         self.tracker = BestTracker(self.mode, cfg.min_delta, cfg.initial_value_threshold)
         self.schedule = SaveSchedule(cfg.save_freq, cfg.every_n_epochs, cfg.every_seconds)
         self.retention = RetentionPolicy(cfg.keep_last, cfg.keep_best, cfg.keep_every_n_epochs)
-        self.run_id = _new_run_id()
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
+        self.run_id = run_id or _new_run_id()
         self.epoch = 0
         self._warned_missing = False
         self._closed = False
