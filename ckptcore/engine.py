@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer, load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import ConfigError
+from ckptcore.errors import CheckpointSaveError, ConfigError
 from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
@@ -200,8 +200,23 @@ class Checkpointer:
         if self.writer is None:
             self._commit(relpath, self._require_write(), entry, previous)
             return
-        write = self._snapshot() if self._snapshot is not None else self._require_write()
-        self.writer.submit(relpath, lambda: self._commit(relpath, write, entry, previous))
+        if self._snapshot is None:
+            write = self._require_write()
+            self.writer.submit(relpath, lambda: self._commit(relpath, write, entry, previous))
+            return
+        # The snapshot is taken once a writer slot is free, so at most max_pending are held.
+        self.writer.submit(relpath, prepare=lambda: self._snapshot_job(relpath, entry, previous))
+
+    def _snapshot_job(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> Callable[[], None]:
+        """Take the snapshot on the training thread; return the job that writes and commits it."""
+        try:
+            write = self._snapshot()  # type: ignore[misc]
+        except BaseException as exc:
+            self._rollback_best(entry, previous)
+            if not isinstance(exc, Exception):
+                raise
+            raise CheckpointSaveError(relpath, f"taking the snapshot failed: {type(exc).__name__}: {exc}") from exc
+        return lambda: self._commit(relpath, write, entry, previous)
 
     def _commit(self, relpath: str, write: WriteFn, entry: ManifestEntry, previous: dict[str, Any]) -> None:
         try:

@@ -55,13 +55,23 @@ class BackgroundWriter:
         with self._lock:
             return self._pending
 
-    def submit(self, label: str, job: Callable[[], None]) -> None:
+    def submit(self, label: str, job: Callable[[], None] | None = None, *,
+               prepare: Callable[[], Callable[[], None]] | None = None) -> None:
         """Queue ``job`` (which saves checkpoint ``label``); waits while the writer is full.
+
+        Args:
+            label: The checkpoint the job saves (named in errors).
+            job: The work to run on the background thread.
+            prepare: Instead of ``job``: called on this thread once a slot is free, returns
+                the job. A host snapshot taken here is then never held beside more than
+                ``max_pending - 1`` others. If it raises, the slot is freed and nothing queued.
 
         Raises:
             CheckpointSaveError: A previous save failed.
             RuntimeError: The writer is closed.
         """
+        if (job is None) == (prepare is None):
+            raise TypeError("submit: pass exactly one of job and prepare")
         self.check()
         if self._closed:
             raise RuntimeError(f"cannot save {label!r}: the background writer is closed")
@@ -71,6 +81,12 @@ class BackgroundWriter:
         except BaseException:
             self._slots.release()
             raise
+        if prepare is not None:
+            try:
+                job = prepare()
+            except BaseException:
+                self._slots.release()
+                raise
         with self._lock:
             self._pending += 1
         self._queue.put((label, job))

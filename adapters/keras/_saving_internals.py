@@ -1,0 +1,295 @@
+"""Every use of Keras's private saving code by non-blocking saves, in one module.
+
+Keras 3 saves a model by walking it (``keras.src.saving.saving_lib._save_state``) and handing
+each variable to a store: ``store.make(path, metadata)`` opens a group, ``store[key] = value``
+writes one array. :func:`record` runs that same walk with a store that copies each value into
+host memory (through a ``capture`` function) instead of writing it; :func:`write_keras_archive`
+and :func:`write_weights_h5` later replay the record into Keras's own ``H5IOStore``, which
+produces the ``.keras`` and ``.weights.h5`` files ``model.save`` and ``model.save_weights`` write.
+
+The private names are checked by :func:`support_problem`; when it returns a reason, callers use
+a synchronous save instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import shutil
+import tempfile
+import weakref
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import keras
+import numpy as np
+
+__all__ = [
+    "KERAS_RANGE",
+    "Record",
+    "keras_version",
+    "record",
+    "support_problem",
+    "write_keras_archive",
+    "write_weights_h5",
+]
+
+#: Keras versions whose saving walk this module knows (lower bound included, upper excluded).
+KERAS_RANGE = ((3, 6), (4, 0))
+
+Capture = Callable[[tuple[str, str], Any], np.ndarray]
+
+_NAMES = (
+    "_save_state", "_serialize_model_as_json", "_write_to_zip_recursively", "get_temp_dir",
+    "H5IOStore", "DiskIOStore", "_CONFIG_FILENAME", "_METADATA_FILENAME", "_VARS_FNAME_H5",
+    "_ASSETS_DIRNAME",
+)
+_SAVE_STATE_PARAMS = ["saveable", "weights_store", "assets_store", "inner_path", "visited_saveables"]
+_STORE_ATTRS = ("_create_h5_group", "make", "close")
+
+
+def keras_version() -> tuple[int, ...]:
+    """The installed Keras version as a tuple of ints (``(3, 15, 1)``)."""
+    parts = []
+    for piece in keras.__version__.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def support_problem() -> str | None:
+    """Why host-snapshot saves cannot run on this Keras, or None when they can."""
+    version = keras_version()
+    low, high = KERAS_RANGE
+    if not low <= version[:2] < high:
+        return (f"Keras {keras.__version__} is outside the versions non-blocking saves support "
+                f"({'.'.join(map(str, low))} <= version < {'.'.join(map(str, high))})")
+    try:
+        from keras.src.saving import saving_lib
+    except ImportError as exc:
+        return f"keras.src.saving.saving_lib cannot be imported ({exc})"
+    missing = [name for name in _NAMES if not hasattr(saving_lib, name)]
+    missing += [f"H5IOStore.{a}" for a in _STORE_ATTRS if not hasattr(saving_lib.H5IOStore, a)]
+    if missing:
+        return f"Keras {keras.__version__} lacks saving internals: {', '.join(missing)}"
+    params = list(inspect.signature(saving_lib._save_state).parameters)
+    if params[: len(_SAVE_STATE_PARAMS)] != _SAVE_STATE_PARAMS:
+        return f"Keras {keras.__version__} changed saving_lib._save_state{tuple(params)}"
+    return None
+
+
+def _saving_lib() -> Any:
+    from keras.src.saving import saving_lib
+
+    return saving_lib
+
+
+@dataclass
+class Record:
+    """What one save would write, held in host memory.
+
+    Attributes:
+        groups: ``(path, metadata, {key: array})`` in the order Keras visited them.
+        config_json: The model config (full-model saves only).
+        metadata_json: Keras's ``metadata.json`` (full-model saves only).
+        assets: Keras's asset store, filled in a temporary directory (full-model saves only).
+    """
+
+    groups: list[tuple[str, dict | None, dict[str, np.ndarray]]] = field(default_factory=list)
+    config_json: str | None = None
+    metadata_json: str | None = None
+    assets: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data held."""
+        return sum(int(a.nbytes) for _p, _m, values in self.groups for a in values.values())
+
+    def discard(self) -> None:
+        """Drop the arrays and the temporary asset directory."""
+        self.groups = []
+        if self.assets is not None:
+            _remove_dir(self.assets.tmp_dir)
+            self.assets = None
+
+
+def _remove_dir(path: str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class _Entry:
+    """One group of the walk: the mapping a saveable's ``save_own_variables`` writes into."""
+
+    def __init__(self, path: str, capture: Capture, values: dict[str, np.ndarray]) -> None:
+        self._path = path
+        self._capture = capture
+        self._values = values
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._values[key] = self._capture((self._path, key), value)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._values[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._values[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> Any:
+        return self._values.keys()
+
+
+def _recording_store_class() -> type:
+    saving_lib = _saving_lib()
+
+    class RecordingStore(saving_lib.H5IOStore):  # the walk accepts only H5IOStore and kin
+        """Records ``make``/``__setitem__`` calls instead of writing an HDF5 file."""
+
+        def __init__(self, target: Record, capture: Capture) -> None:  # no file is opened
+            self.mode = "w"
+            self.archive = None
+            self._record = target
+            self._capture = capture
+
+        def __bool__(self) -> bool:
+            return True
+
+        def make(self, path: str, metadata: dict | None = None) -> _Entry:
+            values: dict[str, np.ndarray] = {}
+            self._record.groups.append((path, dict(metadata) if metadata else None, values))
+            return _Entry(path, self._capture, values)
+
+        def close(self) -> None:
+            """Nothing to close."""
+
+    return RecordingStore
+
+
+def _save_own_variables_uncopied(optimizer: Any, store: Any) -> None:
+    # The base optimizer stores ``variable.numpy()``, a fresh copy; the store copies anyway.
+    for i, variable in enumerate(optimizer.variables):
+        store[str(i)] = variable
+
+
+@contextlib.contextmanager
+def _optimizers_hand_over_variables(model: Any) -> Iterator[None]:
+    """While walking, let stock optimizers pass their variables rather than numpy copies."""
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    base = BaseOptimizer.save_own_variables
+    patched = []
+    optimizer = getattr(model, "optimizer", None)
+    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if isinstance(opt, BaseOptimizer) and type(opt).save_own_variables is base:
+            object.__setattr__(opt, "save_own_variables",
+                               _save_own_variables_uncopied.__get__(opt))
+            patched.append(opt)
+    try:
+        yield
+    finally:
+        for opt in patched:
+            object.__delattr__(opt, "save_own_variables")
+
+
+def record(model: Any, capture: Capture, *, weights_only: bool) -> Record:
+    """Walk ``model`` as Keras's saving does, capturing every array on this thread.
+
+    Args:
+        model: A built Keras model.
+        capture: ``capture((group_path, key), value)`` returns a host copy of ``value``.
+        weights_only: Record what ``save_weights`` writes (no config, no assets).
+
+    Returns:
+        The record to hand to :func:`write_keras_archive` or :func:`write_weights_h5`.
+    """
+    saving_lib = _saving_lib()
+    target = Record()
+    assets = None
+    try:
+        if not weights_only:
+            target.config_json, target.metadata_json = saving_lib._serialize_model_as_json(model)
+            assets = saving_lib.DiskIOStore(saving_lib._ASSETS_DIRNAME, mode="w")
+            target.assets = assets
+            weakref.finalize(target, _remove_dir, assets.tmp_dir)
+        store = _recording_store_class()(target, capture)
+        with _optimizers_hand_over_variables(model):
+            saving_lib._save_state(model, weights_store=store, assets_store=assets,
+                                   inner_path="", visited_saveables=set())
+    except BaseException:
+        target.discard()
+        raise
+    return target
+
+
+def _replay_store_class() -> type:
+    saving_lib = _saving_lib()
+    from keras.src import backend
+
+    class ReplayStore(saving_lib.H5IOStore):
+        """Keras's H5IOStore, minus the per-array copy it makes of values already on the host."""
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            if not isinstance(value, np.ndarray):
+                super().__setitem__(key, value)
+                return
+            if not self._h5_entry_initialized:
+                self._create_h5_group(self._h5_entry_path)
+            if backend.standardize_dtype(value.dtype) == "bfloat16":
+                dataset = self._h5_entry_group.create_dataset(key, data=value)
+                dataset.attrs["dtype"] = "bfloat16"
+            else:
+                self._h5_entry_group[key] = value
+
+    return ReplayStore
+
+
+def _replay(target: Record, store: Any) -> None:
+    for path, metadata, values in target.groups:
+        entry = store.make(path, metadata=metadata)
+        for key, value in values.items():
+            entry[key] = value
+
+
+def write_weights_h5(target: Record, path: str) -> None:
+    """Write ``target`` as a ``.weights.h5`` file at ``path`` (what ``save_weights`` writes)."""
+    store = _replay_store_class()(path, mode="w")
+    try:
+        _replay(target, store)
+    finally:
+        store.close()
+
+
+def write_keras_archive(target: Record, path: str) -> None:
+    """Write ``target`` as a ``.keras`` zip archive at ``path`` (what ``model.save`` writes).
+
+    The weights go through a temporary HDF5 file beside ``path`` (Keras's own route for large
+    models), so no second in-memory copy of the weights is made.
+    """
+    saving_lib = _saving_lib()
+    if target.config_json is None or target.metadata_json is None:
+        raise ValueError("write_keras_archive: the record holds weights only; record the full model")
+    with open(path, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+        with zf.open(saving_lib._METADATA_FILENAME, "w") as member:
+            member.write(target.metadata_json.encode())
+        with zf.open(saving_lib._CONFIG_FILENAME, "w") as member:
+            member.write(target.config_json.encode())
+        fd, weights_path = tempfile.mkstemp(prefix=".weights-", suffix=".h5",
+                                            dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        try:
+            write_weights_h5(target, weights_path)
+            zf.write(weights_path, saving_lib._VARS_FNAME_H5)
+        finally:
+            os.remove(weights_path)
+        if target.assets is not None:
+            target.assets.archive = zf  # its close() zips the asset files, then removes them
+            target.assets.close()
+            target.assets = None
