@@ -7,7 +7,7 @@ import warnings
 
 import keras
 import pytest
-from keras_helpers import BACKEND, files, manifest_entries
+from keras_helpers import BACKEND, assert_same_weights, files, manifest_entries
 
 from ckptcore.adapters.keras import ModelCheckpoint
 
@@ -129,3 +129,32 @@ def test_callback_is_reusable_across_fit_calls(tmp_path, data, make_model):
     # keep_last=2 spans both fits: the first fit's checkpoints were pruned by the second.
     assert files(tmp_path) == ["e-4.keras", "e-5.keras"]
     assert [e["path"] for e in manifest_entries(tmp_path)] == ["e-4.keras", "e-5.keras"]
+
+
+def test_custom_loop_through_callback_list(tmp_path, data, make_model):
+    x, y = data
+    model = make_model(metrics=["accuracy", keras.metrics.R2Score(name="fit_quality")])
+    by_batch = ModelCheckpoint(str(tmp_path / "b-{epoch}-{batch}.weights.h5"), save_weights_only=True, save_freq=4)
+    by_epoch = ModelCheckpoint(str(tmp_path / "e-{epoch}.keras"), monitor="val_loss")
+    best = ModelCheckpoint(str(tmp_path / "q.weights.h5"), monitor="val_fit_quality", save_weights_only=True,
+                           save_best_only=True)
+    callbacks = keras.callbacks.CallbackList([by_batch, by_epoch, best], model=model, add_history=True,
+                                             epochs=2, steps=5)
+    callbacks.on_train_begin()
+    for epoch in range(2):
+        callbacks.on_epoch_begin(epoch)
+        for step in range(5):
+            callbacks.on_train_batch_begin(step)
+            logs = model.train_on_batch(x[step * 8:(step + 1) * 8], y[step * 8:(step + 1) * 8], return_dict=True)
+            callbacks.on_train_batch_end(step, logs)
+        val = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+        callbacks.on_epoch_end(epoch, {**logs, **{f"val_{k}": v for k, v in val.items()}})
+    callbacks.on_train_end()
+
+    # save_freq=4 counts the 10 batches across epochs: totals 4 and 8.
+    assert [n for n in files(tmp_path) if n.startswith("b-")] == ["b-1-4.weights.h5", "b-2-3.weights.h5"]
+    assert [n for n in files(tmp_path) if n.startswith("e-")] == ["e-1.keras", "e-2.keras"]
+    assert_same_weights(model, keras.saving.load_model(tmp_path / "e-2.keras"))
+    # The direction of R2Score ("up") is read once the first step has built the metrics.
+    assert best.checkpointer.mode == "max"
+    assert len(model.history.history["val_loss"]) == 2
