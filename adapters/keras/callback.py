@@ -21,6 +21,7 @@ from ckptcore.template import FilepathTemplate
 
 from ckptcore.adapters.keras.formats import check_backend, check_options, detect_format, make_write
 from ckptcore.adapters.keras.monitor import direction_hint, metrics_built
+from ckptcore.adapters.keras.snapshot import KerasSnapshot
 
 __all__ = ["ModelCheckpoint"]
 
@@ -205,7 +206,11 @@ class ModelCheckpoint(keras.callbacks.Callback):
         """Finish pending saves, write the manifest and release the storage backends."""
         if self._engine is not None and self._engine_open:
             self._engine_open = False
-            self._engine.close()
+            try:
+                self._engine.close()
+            finally:
+                if getattr(self, "_snapshot", None) is not None:
+                    self._snapshot.release()  # the host buffers kept for reuse
 
     def _steps_per_epoch(self) -> int | None:
         steps = (self.params or {}).get("steps")
@@ -269,9 +274,13 @@ class ModelCheckpoint(keras.callbacks.Callback):
             return self._engine
         previous = self._engine
         args = {**self._engine_args, "backends": self._engine_backends(), "mode_hint": self._mode_hint()}
+        write = make_write(self._require_model, self.format, self.options)
+        self._snapshot = (KerasSnapshot(self._require_model, self.format, sync_write=write)
+                          if args.get("async_save") else None)
         engine = Checkpointer(
             self.filepath,
-            write=make_write(self._require_model, self.format, self.options),
+            write=write,
+            snapshot=self._snapshot,
             printer=_print_msg,
             run_id=None if previous is None else previous.run_id,
             **args,
