@@ -1,0 +1,412 @@
+"""The ``ckptcore`` command: list, find, verify and prune the checkpoints under a root.
+
+A root is a local directory or any fsspec URL (``s3://bucket/run``, ``memory://run``) holding a
+``manifest.json``. Storage is reached through :func:`ckptcore.backends.resolve_backend`, so
+optional packages (fsspec, s3fs) are imported only for a URL that needs them::
+
+    ckptcore ls runs/a            # a table of every checkpoint
+    ckptcore ls runs/a --json     # the same, as JSON
+    ckptcore best runs/a          # the best checkpoint's path or URL
+    ckptcore verify runs/a        # sha256 of every file against the manifest
+    ckptcore prune runs/a --keep-last 3 --keep-best 2 --dry-run
+
+Exit status: 0 on success, 1 when ``verify`` finds a bad or missing file (or ``best`` finds no
+best checkpoint), 2 for a missing root, a root without a manifest or a bad argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Annotated, Any, Callable, Iterable, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ckptcore.commit import digest, load_manifest
+from ckptcore.errors import CkptcoreError
+from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.modes import resolve_mode
+from ckptcore.retention import RetentionPolicy
+
+__all__ = [
+    "app",
+    "checkpoint_table",
+    "human_age",
+    "human_size",
+    "main",
+    "open_root",
+    "tree_digest",
+]
+
+_CHUNK = 1 << 20
+_URL_MARK = "://"
+
+app = typer.Typer(
+    name="ckptcore",
+    help="Inspect and maintain ckptcore checkpoint roots (a local directory or an fsspec URL).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RootArg = Annotated[
+    str, typer.Argument(help="Checkpoint root: a directory or fsspec URL holding manifest.json.")
+]
+OptionsOpt = Annotated[
+    Optional[str],
+    typer.Option("--storage-options", help='JSON object for the storage backend, e.g. \'{"anon": true}\'.'),
+]
+
+
+# -- opening a root -------------------------------------------------------------------------------
+@dataclass
+class Root:
+    """An opened checkpoint root: its backend and validated manifest."""
+
+    location: str
+    backend: Any
+    manifest: Manifest
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the checkpoints are local files (checked with :func:`ckptcore.commit.digest`)."""
+        from ckptcore.backends.local import LocalBackend
+
+        return isinstance(self.backend, LocalBackend)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"ckptcore: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _parse_options(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise _fail(f"--storage-options: got {text!r}, which is not JSON ({exc})") from exc
+    if not isinstance(options, dict):
+        raise _fail(f"--storage-options: got {text!r}; allowed: a JSON object")
+    return options
+
+
+def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
+    """Open ``root`` and read its manifest.
+
+    Args:
+        root: A directory, a URL, or the path/URL of a ``manifest.json`` itself.
+        storage_options: Passed to the backend's constructor.
+
+    Raises:
+        typer.Exit: With status 2 and a one-line message when the root or its manifest is
+            missing, unreadable or invalid.
+    """
+    from ckptcore.backends import resolve_backend
+
+    if root.rstrip("/").endswith("/" + MANIFEST_NAME) or root == MANIFEST_NAME:
+        root = root.rstrip("/")[: -len(MANIFEST_NAME)].rstrip("/") or "."
+    is_url = _URL_MARK in root
+    if not is_url and not os.path.isdir(root):
+        what = "is not a directory" if os.path.exists(root) else "does not exist"
+        raise _fail(f"{root}: {what}")
+    try:
+        # A bare local name ("runs") must not be taken for a backend name: say "local".
+        backend = resolve_backend(root if is_url else "local", root, **(storage_options or {}))
+        manifest = load_manifest(backend)
+    except (CkptcoreError, OSError, ValueError, ImportError) as exc:
+        raise _fail(f"{root}: {_one_line(exc)}") from exc
+    if manifest is None:
+        raise _fail(f"{root}: no {MANIFEST_NAME} here; not a ckptcore checkpoint root")
+    return Root(root, backend, manifest)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- formatting -----------------------------------------------------------------------------------
+def human_size(size: int | None) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - unreachable
+
+
+def _age_seconds(created_at: str, now: datetime | None = None) -> float | None:
+    try:
+        created = datetime.fromisoformat(created_at)
+    except (TypeError, ValueError):
+        return None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return ((now or datetime.now(timezone.utc)) - created).total_seconds()
+
+
+def human_age(created_at: str, now: datetime | None = None) -> str:
+    """How long ago an ISO-8601 time was: ``"42s"``, ``"5m"``, ``"3h"``, ``"2d"``."""
+    seconds = _age_seconds(created_at, now)
+    if seconds is None:
+        return "?"
+    seconds = max(0.0, seconds)
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{int(seconds // span)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _value(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-" if value is None else str(value)
+    return f"{value:.5g}"
+
+
+def checkpoint_table(manifest: Manifest, title: str | None = None) -> Table:
+    """A rich table of the manifest's checkpoints: name, epoch, step, monitor, best, size, age.
+
+    Args:
+        manifest: The manifest to show.
+        title: An optional title (such as the root).
+    """
+    monitors = sorted({e.monitor for e in manifest.entries if e.monitor})
+    table = Table(title=title, title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("epoch", justify="right")
+    table.add_column("step", justify="right")
+    table.add_column(monitors[0] if len(monitors) == 1 else "monitor", justify="right")
+    table.add_column("best", justify="center")
+    table.add_column("size", justify="right")
+    table.add_column("age", justify="right")
+    for entry in manifest.entries:
+        epoch = "-" if entry.epoch is None else str(entry.epoch)
+        if entry.batch is not None:
+            epoch += f" (batch {entry.batch})"
+        value = _value(entry.monitor_value)
+        if len(monitors) > 1 and entry.monitor:
+            value = f"{entry.monitor}={value}"
+        table.add_row(
+            entry.path, epoch, str(entry.global_step), value, "*" if entry.is_best else "",
+            human_size(entry.size), human_age(entry.created_at),
+        )
+    return table
+
+
+def _console(stderr: bool = False) -> Console:
+    # Piped output gets a wide console so that names are never cut; a terminal keeps its width.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 200
+    return Console(file=stream, width=wide, soft_wrap=False)
+
+
+# -- verifying ------------------------------------------------------------------------------------
+def tree_digest(files: Iterable[tuple[str, Callable[[], Any]]]) -> tuple[int, str]:
+    """``(size, sha256)`` of a directory checkpoint, the same as :func:`ckptcore.commit.digest`.
+
+    Args:
+        files: ``(relative path, open)`` pairs, in any order; ``open()`` returns a binary
+            file object. They are hashed in the order ``os.walk`` visits them (at each level the
+            files by name, then the sub-directories by name).
+    """
+
+    def walk_order(item: tuple[str, Any]) -> tuple[tuple[int, str], ...]:
+        parts = item[0].split("/")
+        return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
+
+    sha = hashlib.sha256()
+    total = 0
+    for rel, opener in sorted(files, key=walk_order):
+        size, file_sha = _stream_digest(opener)
+        sha.update(f"{rel}\0{size}\0{file_sha}\n".encode())
+        total += size
+    return total, sha.hexdigest()
+
+
+def _stream_digest(opener: Callable[[], Any]) -> tuple[int, str]:
+    sha = hashlib.sha256()
+    size = 0
+    with opener() as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()
+
+
+def _remote_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
+    """Stream a remote checkpoint (file or directory) through the backend; None when missing."""
+    fs = getattr(backend, "fs", None)
+    url = backend.locate(relpath)
+    if fs is None:  # a backend without a file system object: read the file through the protocol
+        if not backend.exists(relpath):
+            return None
+        data = backend.read_bytes(relpath)
+        return len(data), hashlib.sha256(data).hexdigest()
+    if not fs.exists(url):
+        return None
+    if not fs.isdir(url):
+        return _stream_digest(lambda: fs.open(url, "rb"))
+    base = fs._strip_protocol(url).rstrip("/")
+    pairs = []
+    for found in fs.find(url):
+        path = fs._strip_protocol(found)
+        rel = path[len(base) :].lstrip("/")
+        pairs.append((rel, lambda p=path: fs.open(p, "rb")))
+    return tree_digest(pairs)
+
+
+def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
+    """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNCHECKED``."""
+    try:
+        if root.is_local:
+            location = root.backend.locate(entry.path)
+            found = digest(location) if os.path.exists(location) else None
+        else:
+            found = _remote_digest(root.backend, entry.path)
+    except OSError as exc:
+        return "BAD", f"cannot be read: {_one_line(exc)}"
+    if found is None:
+        return "MISSING", "listed in the manifest but not found"
+    size, sha = found
+    if entry.sha256 is None:
+        return "UNCHECKED", "the manifest records no sha256"
+    if sha != entry.sha256:
+        return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
+    return "ok", human_size(size)
+
+
+# -- commands -------------------------------------------------------------------------------------
+@app.command("ls")
+def ls_command(
+    root: RootArg,
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as a JSON array."),
+    storage_options: OptionsOpt = None,
+) -> None:
+    """List every checkpoint in the manifest (oldest first)."""
+    opened = open_root(root, _parse_options(storage_options))
+    if as_json:
+        now = datetime.now(timezone.utc)
+        rows = []
+        for entry in opened.manifest.entries:
+            row = json.loads(Manifest(entries=[entry]).to_json())["entries"][0]
+            row["location"] = opened.backend.locate(entry.path)
+            row["age_seconds"] = _age_seconds(entry.created_at, now)
+            rows.append(row)
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not opened.manifest.entries:
+        typer.echo(f"{root}: the manifest lists no checkpoints")
+        return
+    _console().print(checkpoint_table(opened.manifest, title=opened.location))
+
+
+@app.command("best")
+def best_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
+    """Print the path or URL of the best checkpoint."""
+    opened = open_root(root, _parse_options(storage_options))
+    entry = opened.manifest.best()
+    if entry is None:
+        raise _fail(f"{root}: no checkpoint is marked best (was a monitor value logged?)", code=1)
+    typer.echo(opened.backend.locate(entry.path))
+
+
+@app.command("verify")
+def verify_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
+    """Check every checkpoint against the manifest's sha256; exit 1 if any is bad or missing."""
+    opened = open_root(root, _parse_options(storage_options))
+    counts: dict[str, int] = {}
+    for entry in opened.manifest.entries:
+        status, detail = _check(opened, entry)
+        counts[status] = counts.get(status, 0) + 1
+        typer.echo(f"{status:<9} {entry.path}  {detail}", err=status in ("BAD", "MISSING"))
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no checkpoints"
+    failed = counts.get("BAD", 0) + counts.get("MISSING", 0)
+    typer.echo(f"{root}: {summary}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("prune")
+def prune_command(
+    root: RootArg,
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Keep the N most recent."),
+    keep_best: Optional[int] = typer.Option(None, "--keep-best", help="Keep the K best (and the best)."),
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="min or max; default: the mode the run recorded, else by metric name."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be deleted; delete nothing."),
+    storage_options: OptionsOpt = None,
+) -> None:
+    """Delete checkpoints the manifest lists, beyond the ones kept; the manifest is updated first."""
+    if keep_last is None and keep_best is None:
+        raise _fail("prune: give --keep-last N and/or --keep-best K (nothing would be pruned)")
+    try:
+        policy = RetentionPolicy(keep_last=keep_last, keep_best=keep_best)
+    except ValueError as exc:
+        raise _fail(f"prune: --{_one_line(exc).replace('_', '-')}") from exc
+    if mode not in (None, "min", "max"):
+        raise _fail(f"prune: --mode: got {mode!r}; allowed: min, max")
+    opened = open_root(root, _parse_options(storage_options))
+    manifest = opened.manifest
+    doomed = policy.select_deletions(
+        manifest.entries, _direction(manifest, mode), {e.run_id for e in manifest.entries}
+    )
+    verb = "would delete" if dry_run else "deleting"
+    for entry in doomed:
+        typer.echo(f"{verb} {opened.backend.locate(entry.path)}")
+    kept = len(manifest.entries) - len(doomed)
+    if dry_run or not doomed:
+        typer.echo(f"{root}: {len(doomed)} to delete, {kept} kept" + (" (dry run)" if dry_run else ""))
+        return
+    _prune(opened, doomed)
+    typer.echo(f"{root}: deleted {len(doomed)}, kept {kept}")
+
+
+def _direction(manifest: Manifest, mode: str | None) -> str:
+    if mode is not None:
+        return mode
+    recorded = manifest.tracker.get("mode")
+    if recorded in ("min", "max"):
+        return recorded
+    monitors = [e.monitor for e in manifest.entries if e.monitor]
+    return resolve_mode(monitors[-1], "auto") if monitors else "min"
+
+
+def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
+    """Write the manifest without ``doomed`` first, then delete their files."""
+    for entry in doomed:
+        root.manifest.remove(entry.path)
+    try:
+        root.backend.write_bytes(MANIFEST_NAME, root.manifest.to_json().encode())
+    except OSError as exc:
+        raise _fail(f"{root.location}: could not write the manifest, nothing deleted: {_one_line(exc)}") from exc
+    failed = 0
+    for entry in doomed:
+        try:
+            root.backend.delete(entry.path)
+        except OSError as exc:
+            failed += 1
+            typer.echo(f"could not delete {entry.path}: {_one_line(exc)}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line (the ``ckptcore`` console script)."""
+    app(args=list(argv) if argv is not None else None, prog_name="ckptcore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
