@@ -91,6 +91,8 @@ class Checkpointer:
         self.run_id = run_id or _new_run_id()
         self.epoch = 0
         self._warned_missing = False
+        # Tracker states saved before each best that has not reached storage yet, oldest first.
+        self._best_chain: list[dict[str, Any]] = []
         self._closed = False
         backends = self._make_backends()
         manifest = self._load_existing(backends[0])
@@ -143,6 +145,7 @@ class Checkpointer:
         """
         self.schedule.advance(batch)
         if not (self.schedule.batch_due() or self.schedule.time_due()):
+            self._check_background()
             return None
         self.schedule.consume()
         return self._maybe_save(self.epoch, batch, logs)
@@ -185,15 +188,24 @@ class Checkpointer:
                       f"{value:.5f}, saving model to {self.template.join(relpath)}")
         else:
             self._say(f"\nEpoch {epoch + 1}: saving model to {self.template.join(relpath)}")
-        previous = self.tracker.state_dict()
-        if improved:
-            self.tracker.update(value)
+        with self.committer.lock:  # the writer thread may roll a failed best back meanwhile
+            previous = self.tracker.state_dict()
+            if improved:
+                self.tracker.update(value)
+                self._best_chain.append(previous)
         entry = ManifestEntry(
             name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
             batch=None if batch is None else batch + 1, global_step=self.schedule.batches_run,
             metrics=logs, monitor=monitor, monitor_value=value, is_best=improved, run_id=self.run_id,
         )
-        self._dispatch(relpath, entry, previous)
+        try:
+            self._dispatch(relpath, entry, previous)
+        except BaseException:
+            # Neither committed nor queued (say, an earlier background failure was reported
+            # instead): the best stays the last one that reached storage.
+            if entry.is_best and not entry.backends:
+                self._rollback_best(entry, previous)
+            raise
         return relpath
 
     def _dispatch(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> None:
@@ -225,10 +237,24 @@ class Checkpointer:
             if entry.is_best and not entry.backends:  # nothing was committed anywhere
                 self._rollback_best(entry, previous)
             raise
+        finally:
+            if entry.backends:  # committed: this best no longer needs undoing
+                with self.committer.lock:
+                    self._best_chain[:] = [p for p in self._best_chain if p is not previous]
 
     def _rollback_best(self, entry: ManifestEntry, previous: dict[str, Any]) -> None:
+        """Undo the best recorded for ``entry``, which reached no storage."""
         with self.committer.lock:
-            if self.tracker.best == entry.monitor_value:
+            chain = self._best_chain
+            index = next((i for i, p in enumerate(chain) if p is previous), None)
+            if index is None:
+                return  # already undone, or never recorded as a best
+            del chain[index]
+            if index < len(chain):
+                # A later best is still in flight; should it fail too, it falls back past this one.
+                chain[index].clear()
+                chain[index].update(previous)
+            else:
                 self.tracker.load_state_dict(previous)
 
     def _require_write(self) -> WriteFn:
