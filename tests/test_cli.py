@@ -1,0 +1,344 @@
+"""The ``ckptcore`` command on roots written by a real ``Checkpointer`` (NumPy writes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ckptcore import Checkpointer, Manifest
+from ckptcore.cli import app, human_age, human_size, tree_digest
+from ckptcore.commit import digest
+
+runner = CliRunner()
+LOSSES = [0.9, 0.5, 0.7, 0.3, 0.6, 0.8]  # best at epoch 4
+
+
+def train(filepath: str, losses=LOSSES, **options) -> Checkpointer:
+    """Run a tiny 'training' loop that saves a NumPy array each epoch."""
+    weights = np.zeros(8)
+
+    def write(path: str) -> None:
+        with open(path, "wb") as fh:  # a file object: np.save must not add '.npy'
+            np.save(fh, weights)
+
+    with Checkpointer(filepath, write=write, monitor="loss", **options) as ck:
+        for epoch, loss in enumerate(losses):
+            weights += 1.0
+            ck.on_epoch_end(epoch, {"loss": loss, "acc": 1 - loss})
+    return ck
+
+
+def read_manifest(root) -> Manifest:
+    return Manifest.from_json(open(os.path.join(root, "manifest.json"), "rb").read())
+
+
+def files(root) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, root)] = open(full, "rb").read()
+    return out
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def root(tmp_path) -> str:
+    path = tmp_path / "run"
+    train(str(path / "w-{epoch:02d}-{loss:.2f}.npy"))
+    return str(path)
+
+
+# -- ls -------------------------------------------------------------------------------------------
+def test_ls_shows_every_checkpoint_with_its_columns(root):
+    result = invoke("ls", root)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "name" in line)
+    for column in ("name", "epoch", "step", "loss", "best", "size", "age"):
+        assert column in header
+    rows = [line for line in lines if ".npy" in line]
+    assert [r.split()[1] for r in rows] == [f"w-{e:02d}-{v:.2f}.npy" for e, v in enumerate(LOSSES, 1)]
+    best_rows = [r for r in rows if "*" in r]
+    assert len(best_rows) == 1 and "w-04-0.30.npy" in best_rows[0]
+    assert "192 B" in rows[0]  # np.save of 8 float64: 128-byte header + 64 bytes
+
+
+def test_ls_json_matches_the_manifest(root):
+    result = invoke("ls", root, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    manifest = read_manifest(root)
+    assert [r["path"] for r in rows] == [e.path for e in manifest.entries]
+    assert [r["sha256"] for r in rows] == [e.sha256 for e in manifest.entries]
+    assert [r["is_best"] for r in rows] == [e.path == "w-04-0.30.npy" for e in manifest.entries]
+    assert rows[0]["location"] == os.path.join(root, rows[0]["path"])
+    assert rows[0]["monitor_value"] == pytest.approx(0.9)
+    assert rows[0]["age_seconds"] >= 0
+
+
+def test_ls_accepts_the_manifest_path_itself(root):
+    result = invoke("ls", os.path.join(root, "manifest.json"), "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == len(LOSSES)
+
+
+def test_ls_of_an_empty_manifest_says_so(tmp_path):
+    (tmp_path / "manifest.json").write_text(Manifest().to_json())
+    result = invoke("ls", str(tmp_path))
+    assert result.exit_code == 0
+    assert "no checkpoints" in result.stdout
+
+
+# -- best -----------------------------------------------------------------------------------------
+def test_best_prints_the_best_path(tmp_path):
+    ck = train(str(tmp_path / "run" / "w-{epoch:02d}.npy"))
+    result = invoke("best", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == ck.best() == str(tmp_path / "run" / "w-04.npy")
+
+
+def test_best_without_a_best_checkpoint_exits_1(tmp_path):
+    weights = np.zeros(2)
+    with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: np.save(open(p, "wb"), weights),
+                      monitor="val_loss") as ck:
+        ck.on_epoch_end(0, {"loss": 1.0})  # no val_loss: saved, never best
+    result = invoke("best", str(tmp_path))
+    assert result.exit_code == 1
+    assert "no checkpoint is marked best" in result.stderr
+
+
+# -- verify ---------------------------------------------------------------------------------------
+def test_verify_passes_on_an_intact_root(root):
+    result = invoke("verify", root)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("ok ") == len(LOSSES)
+    assert f"{len(LOSSES)} ok" in result.stdout
+
+
+def test_verify_names_each_corrupted_and_missing_file(root):
+    with open(os.path.join(root, "w-02-0.50.npy"), "r+b") as fh:
+        fh.seek(150)
+        fh.write(b"\x7f")  # one flipped byte, same size
+    os.remove(os.path.join(root, "w-05-0.60.npy"))
+    result = invoke("verify", root)
+    assert result.exit_code == 1
+    bad = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(bad) == 2
+    assert bad[0].startswith("BAD") and "w-02-0.50.npy" in bad[0] and "sha256" in bad[0]
+    assert bad[1].startswith("MISSING") and "w-05-0.60.npy" in bad[1]
+    assert "4 ok" in result.stdout and "1 bad" in result.stdout and "1 missing" in result.stdout
+
+
+def test_verify_checks_directory_checkpoints_file_by_file(tmp_path):
+    weights = np.arange(4.0)
+
+    def write_dir(path: str) -> None:  # a SavedModel-like directory with a nested file
+        os.makedirs(os.path.join(path, "variables"))
+        np.save(open(os.path.join(path, "variables", "w.npy"), "wb"), weights)
+        open(os.path.join(path, "saved_model.pb"), "wb").write(b"graph")
+
+    with Checkpointer(str(tmp_path / "m-{epoch}"), write=write_dir, monitor="loss") as ck:
+        ck.on_epoch_end(0, {"loss": 1.0})
+        ck.on_epoch_end(1, {"loss": 0.5})
+    assert invoke("verify", str(tmp_path)).exit_code == 0
+    open(tmp_path / "m-2" / "variables" / "w.npy", "ab").write(b"x")
+    result = invoke("verify", str(tmp_path))
+    assert result.exit_code == 1
+    assert "m-2" in result.stderr and "m-1" not in result.stderr
+
+
+def test_tree_digest_matches_the_commit_digest(tmp_path):
+    for rel, data in {"b": b"1", "a/x": b"22", "a/y/z": b"333", "c/d": b"", "aa": b"4"}.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    pairs = [
+        (os.path.relpath(os.path.join(d, n), tmp_path).replace(os.sep, "/"),
+         lambda p=os.path.join(d, n): open(p, "rb"))
+        for d, _dirs, names in os.walk(tmp_path) for n in names
+    ]
+    pairs.reverse()  # the order given must not matter
+    assert tree_digest(pairs) == digest(str(tmp_path))
+
+
+# -- prune ----------------------------------------------------------------------------------------
+def test_prune_dry_run_deletes_nothing(root):
+    before = files(root)
+    result = invoke("prune", root, "--keep-last", "1", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert files(root) == before
+    would = [line for line in result.stdout.splitlines() if line.startswith("would delete")]
+    assert len(would) == 5 and "(dry run)" in result.stdout
+
+
+def test_prune_keeps_last_and_best_and_updates_the_manifest(root):
+    result = invoke("prune", root, "--keep-last", "2", "--keep-best", "2")
+    assert result.exit_code == 0, result.output
+    kept = {"w-02-0.50.npy", "w-04-0.30.npy", "w-05-0.60.npy", "w-06-0.80.npy"}
+    assert set(files(root)) == kept | {"manifest.json"}
+    manifest = read_manifest(root)
+    assert {e.path for e in manifest.entries} == kept
+    assert manifest.best().path == "w-04-0.30.npy"
+    assert invoke("verify", root).exit_code == 0
+
+
+def test_prune_deletes_only_what_the_manifest_lists(root):
+    stray = {"notes.txt": b"mine", "w-99-0.01.npy": b"not from ckptcore", "sub/w-01-0.90.npy": b"x"}
+    for rel, data in stray.items():
+        os.makedirs(os.path.dirname(os.path.join(root, rel)) or root, exist_ok=True)
+        open(os.path.join(root, rel), "wb").write(data)
+    result = invoke("prune", root, "--keep-last", "1")
+    assert result.exit_code == 0, result.output
+    left = files(root)
+    for rel, data in stray.items():
+        assert left[os.path.join(*rel.split("/"))] == data
+    assert {e.path for e in read_manifest(root).entries} == {"w-06-0.80.npy"}
+    assert "w-06-0.80.npy" in left and "w-01-0.90.npy" not in left
+
+
+def test_prune_uses_the_recorded_direction(tmp_path):
+    train(str(tmp_path / "a-{epoch}.npy"), losses=[0.1, 0.9, 0.5, 0.2], mode="max")
+    result = invoke("prune", str(tmp_path), "--keep-best", "1")
+    assert result.exit_code == 0, result.output
+    assert [e.path for e in read_manifest(tmp_path).entries] == ["a-2.npy"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "--keep-last"),
+        (("--keep-best", "0"), "--keep-best: got 0"),
+        (("--keep-last", "1", "--mode", "up"), "--mode: got 'up'"),
+    ],
+)
+def test_prune_rejects_bad_arguments(root, args, message):
+    before = files(root)
+    result = invoke("prune", root, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert files(root) == before
+
+
+# -- errors ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["ls", "best", "verify", "prune"])
+def test_a_missing_root_is_a_one_line_error(tmp_path, command):
+    extra = ["--keep-last", "1"] if command == "prune" else []
+    result = invoke(command, str(tmp_path / "nowhere"), *extra)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"ckptcore: error: {tmp_path / 'nowhere'}: does not exist"]
+    assert result.stdout == ""
+
+
+def test_a_root_without_manifest_is_a_one_line_error(tmp_path):
+    (tmp_path / "w.npy").write_bytes(b"data")
+    result = invoke("ls", str(tmp_path))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no manifest.json" in lines[0]
+
+
+def test_an_invalid_manifest_is_a_one_line_error(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"entries": [{"name": "x", "path": "../x"}]}')
+    result = invoke("verify", str(tmp_path))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid manifest" in lines[0] and "path" in lines[0]
+
+
+def test_an_unknown_url_scheme_is_a_one_line_error(tmp_path):
+    result = invoke("ls", "nosuchscheme://bucket/run")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuchscheme" in lines[0]
+
+
+def test_bad_storage_options_name_the_option(root):
+    result = invoke("ls", root, "--storage-options", "[1]")
+    assert result.exit_code == 2
+    assert "--storage-options" in result.stderr and "JSON object" in result.stderr
+
+
+# -- formatting helpers ---------------------------------------------------------------------------
+def test_human_size_and_age():
+    assert human_size(0) == "0 B" and human_size(1536) == "1.5 KiB" and human_size(3 << 30) == "3.0 GiB"
+    assert human_age("2024-01-01T00:00:00+00:00", now=_dt("2024-01-01T00:00:42+00:00")) == "42s"
+    assert human_age("2024-01-01T00:00:00+00:00", now=_dt("2024-01-03T05:00:00+00:00")) == "2d"
+    assert human_age("not a time") == "?"
+
+
+def _dt(text):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+# -- the console script ---------------------------------------------------------------------------
+def test_console_script_runs_without_importing_heavy_packages(root):
+    code = (
+        "import sys; from ckptcore.cli import main\n"
+        "try:\n    main(['best', sys.argv[1]])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('keras', 'tensorflow', 'wandb', 'fsspec', 'torch', 'jax') if m in sys.modules]\n"
+        "print('heavy:', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [os.path.join(root, "w-04-0.30.npy"), "heavy: []"]
+
+
+# -- an fsspec URL --------------------------------------------------------------------------------
+@pytest.fixture
+def memory_root():
+    fsspec = pytest.importorskip("fsspec")
+    url = f"memory://ckptcore-cli-{uuid.uuid4().hex[:8]}/run"
+    yield url
+    fs = fsspec.filesystem("memory")
+    if fs.exists(url):
+        fs.rm(url, recursive=True)
+
+
+def test_every_command_works_on_a_memory_url(memory_root):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    ck = train(memory_root + "/w-{epoch:02d}.npy", keep_last=4)
+    listed = json.loads(invoke("ls", memory_root, "--json").stdout)
+    assert [r["path"] for r in listed] == ["w-03.npy", "w-04.npy", "w-05.npy", "w-06.npy"]
+    assert listed[0]["location"] == memory_root + "/w-03.npy"
+    assert invoke("best", memory_root).stdout.strip() == ck.best() == memory_root + "/w-04.npy"
+    assert invoke("verify", memory_root).exit_code == 0
+
+    with fs.open(memory_root + "/w-05.npy", "wb") as fh:
+        fh.write(b"corrupted")
+    fs.rm(memory_root + "/w-03.npy")
+    result = invoke("verify", memory_root)
+    assert result.exit_code == 1
+    assert "BAD" in result.stderr and "w-05.npy" in result.stderr
+    assert "MISSING" in result.stderr and "w-03.npy" in result.stderr
+
+    assert invoke("prune", memory_root, "--keep-last", "1", "--dry-run").exit_code == 0
+    assert fs.exists(memory_root + "/w-04.npy")
+    assert invoke("prune", memory_root, "--keep-last", "1").exit_code == 0
+    remaining = sorted(p.rsplit("/", 1)[-1] for p in fs.find(memory_root))
+    assert remaining == ["manifest.json", "w-06.npy"]
+    manifest = Manifest.from_json(fs.cat(memory_root + "/manifest.json"))
+    assert [e.path for e in manifest.entries] == ["w-06.npy"]
+    assert hashlib.sha256(fs.cat(memory_root + "/w-06.npy")).hexdigest() == manifest.entries[0].sha256
+
+
+def test_a_memory_url_without_manifest_is_a_one_line_error(memory_root):
+    result = invoke("ls", memory_root)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no manifest.json" in lines[0]
