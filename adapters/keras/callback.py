@@ -42,12 +42,12 @@ def _print_msg(message: str) -> None:
         print_msg(message)
 
 
-def _check_extras(kwargs: Mapping[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - set(EXTRAS))
+def _check_extras(owner: str, kwargs: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"ModelCheckpoint: unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
-            f"allowed extras: {', '.join(EXTRAS)}"
+            f"{owner}: unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"allowed extras: {', '.join(sorted(allowed))}"
         )
 
 
@@ -81,6 +81,9 @@ class ModelCheckpoint(keras.callbacks.Callback):
         ConfigError: An argument is invalid (a ``ValueError``; raised here, before training).
     """
 
+    #: Names accepted in ``**kwargs`` (subclasses add their own).
+    extra_names: tuple[str, ...] = EXTRAS
+
     def __init__(
         self,
         filepath: Any,
@@ -102,13 +105,14 @@ class ModelCheckpoint(keras.callbacks.Callback):
                 f"save_weights_only: got {save_weights_only!r} "
                 f"({type(save_weights_only).__name__}); allowed: True or False"
             )
-        _check_extras(kwargs)
+        _check_extras(type(self).__name__, kwargs, self.extra_names)
         self._engine_args: dict[str, Any] = dict(
             monitor=monitor, verbose=verbose, save_best_only=save_best_only, mode=mode,
             save_freq=save_freq, initial_value_threshold=initial_value_threshold, **kwargs,
         )
         config = CheckpointConfig.build(filepath=filepath, **self._engine_args)
         self.filepath: str = config.filepath
+        self._root = FilepathTemplate(self.filepath).root
         self.format = detect_format(self.filepath, save_weights_only)
         check_backend(self.format, self.filepath, keras.backend.backend())
         self.options = check_options(self.format, options)

@@ -1,13 +1,110 @@
-"""``WandbModelCheckpoint``: ``ModelCheckpoint`` that also logs every checkpoint to W&B."""
+"""``WandbModelCheckpoint``: ``ModelCheckpoint`` that also logs every checkpoint to W&B.
+
+A drop-in for ``wandb.integration.keras.WandbModelCheckpoint``: each committed checkpoint
+becomes a version of a W&B artifact (type ``model``) with the aliases ``latest``, ``epoch_N``
+(N as in the file name) and, on improvement only, ``best``; the logs go into its metadata.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from ckptcore.errors import ConfigError, MissingDependencyError
 
 from ckptcore.adapters.keras.callback import ModelCheckpoint
 
 __all__ = ["WandbModelCheckpoint"]
 
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _wandb() -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"WandbModelCheckpoint needs the W&B SDK ({exc.name or exc} is not installed); "
+            'install it with: pip install "ckptcore[wandb]"'
+        ) from exc
+    return wandb
+
+
+def _active_run() -> Any:
+    run = _wandb().run
+    if run is None:
+        raise ConfigError(
+            "WandbModelCheckpoint: no active W&B run (wandb.run is None); call wandb.init() "
+            "before creating the callback and keep the run open while training"
+        )
+    return run
+
+
+def _check_artifact_args(artifact_name: Any, artifact_type: Any) -> None:
+    if artifact_name is not None and (
+        not isinstance(artifact_name, str) or not _ARTIFACT_NAME.match(artifact_name)
+    ):
+        raise ConfigError(
+            f"artifact_name: got {artifact_name!r}; allowed: None (run_<run id>_model) or a name "
+            "of letters, digits, '-', '_' and '.'"
+        )
+    if not isinstance(artifact_type, str) or not artifact_type.strip():
+        raise ConfigError(f"artifact_type: got {artifact_type!r}; allowed: a non-empty string such as 'model'")
+
 
 class WandbModelCheckpoint(ModelCheckpoint):
-    """Placeholder until the W&B backend lands."""
+    """Save the model like :class:`ModelCheckpoint` and log each checkpoint as a W&B artifact.
+
+    Takes the arguments of :class:`ModelCheckpoint` (the seeds' signature and its keyword-only
+    extras), plus two keyword-only extras:
+
+    Args:
+        artifact_name: Name of the artifact (default ``run_<run id>_model``, as W&B's own
+            callback names it).
+        artifact_type: Type of the artifact (default ``"model"``).
+
+    The local (or ``fsspec``) checkpoint under ``filepath`` stays the primary copy; W&B is an
+    extra backend next to any in ``backends``.
+
+    Raises:
+        ConfigError: No W&B run is active (call ``wandb.init()`` first), or an argument is
+            invalid.
+        MissingDependencyError: The W&B SDK is not installed.
+    """
+
+    extra_names = (*ModelCheckpoint.extra_names, "artifact_name", "artifact_type")
+
+    def __init__(
+        self,
+        filepath: Any,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq: str | int = "epoch",
+        options: Any = None,
+        initial_value_threshold: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        artifact_name = kwargs.pop("artifact_name", None)
+        artifact_type = kwargs.pop("artifact_type", "model")
+        run = _active_run()
+        _check_artifact_args(artifact_name, artifact_type)
+        super().__init__(
+            filepath, monitor=monitor, verbose=verbose, save_best_only=save_best_only,
+            save_weights_only=save_weights_only, mode=mode, save_freq=save_freq, options=options,
+            initial_value_threshold=initial_value_threshold, **kwargs,
+        )
+        self.artifact_name: str = artifact_name or f"run_{run.id}_model"
+        self.artifact_type: str = artifact_type
+
+    def _engine_backends(self) -> list[Any]:
+        """A fresh W&B backend for each engine (one per ``fit``), then the user's backends."""
+        from ckptcore.backends.wandb import WandbBackend
+
+        wandb_backend = WandbBackend(
+            self._root, artifact_name=self.artifact_name, artifact_type=self.artifact_type,
+            run=_active_run(),
+        )
+        return [wandb_backend, *super()._engine_backends()]
