@@ -144,6 +144,15 @@ class LocalBackend:
 
     def delete(self, relpath: str) -> None:
         _remove(self._abs(relpath))
+        # Drop the directories the template made for it ("e3/model"), up to the root, while
+        # they are empty; a directory holding anything else stays.
+        parents = relpath.split("/")[:-1]
+        while parents:
+            try:
+                os.rmdir(self._abs("/".join(parents)))
+            except OSError:
+                break
+            parents.pop()
 
     def read_bytes(self, relpath: str) -> bytes:
         with open(self._abs(relpath), "rb") as fh:

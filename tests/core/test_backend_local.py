@@ -160,3 +160,18 @@ def test_root_forms(tmp_path, monkeypatch):
     assert LocalBackend("file://" + str(tmp_path)).root == str(tmp_path)
     assert LocalBackend(str(tmp_path)).locate("a/b.npy") == str(tmp_path / "a" / "b.npy")
     assert LocalBackend.can_delete and LocalBackend.keeps_manifest and LocalBackend.name == "local"
+
+
+def test_delete_drops_emptied_template_directories_but_nothing_else(tmp_path):
+    backend = LocalBackend(str(tmp_path / "root"))
+    for rel in ("e1/model/v.npy", "e2/model/v.npy", "e2/notes.txt"):
+        full = tmp_path / "root" / rel
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_text("x")
+    backend.delete("e1/model")
+    backend.delete("e2/model")
+    assert sorted(os.listdir(tmp_path / "root")) == ["e2"]
+    assert os.listdir(tmp_path / "root" / "e2") == ["notes.txt"]
+    backend.delete("e2/notes.txt")
+    assert os.listdir(tmp_path / "root") == []
+    assert (tmp_path / "root").is_dir(), "the root itself stays"

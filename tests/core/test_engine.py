@@ -322,3 +322,17 @@ def test_close_is_idempotent_and_works_as_a_context_manager(tmp_path, npwrite):
     ck.close()
     assert (tmp_path / "w-1.npy").exists()
     assert "w-{epoch}.npy" in repr(ck)
+
+
+def test_directory_checkpoints_in_epoch_folders_are_pruned_completely(tmp_path, helpers):
+    def write_dir(path: str) -> None:
+        os.makedirs(os.path.join(path, "variables"))
+        np.save(os.path.join(path, "variables", "v.npy"), np.zeros(2))
+
+    ck = Checkpointer(str(tmp_path / "e{epoch}" / "model"), write=write_dir, keep_last=1)
+    _run_epochs(ck, [0.3, 0.2, 0.1])
+    ck.close()
+    assert sorted(os.listdir(tmp_path)) == ["e3", "manifest.json"]
+    assert helpers.files(str(tmp_path)) == {"manifest.json", "e3/model/variables/v.npy"}
+    entry = _manifest(tmp_path).entries[0]
+    assert entry.path == "e3/model" and entry.name == "model"
