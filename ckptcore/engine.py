@@ -109,7 +109,8 @@ class Checkpointer:
 
         cfg = self.config
         root = self.template.root
-        primary = resolve_backend(root if root else "", root, **cfg.storage_options)
+        # The root is a location, never a backend name: "ckpt/w.keras" has the root "ckpt".
+        primary = resolve_backend(root if "://" in root else "local", root, **cfg.storage_options)
         extra = [resolve_backend(spec, root, **cfg.storage_options) for spec in cfg.backends]
         return [primary, *extra]
 
@@ -118,8 +119,11 @@ class Checkpointer:
         if isinstance(cfg.resume, str):
             from ckptcore.backends import resolve_backend
 
-            location = cfg.resume.rsplit("/", 1)[0] if cfg.resume.endswith(".json") else cfg.resume
-            source = resolve_backend(location, location, **cfg.storage_options)
+            location = cfg.resume
+            if location.endswith(".json"):
+                location = location.rsplit("/", 1)[0] if "/" in location else ""
+            spec = location if "://" in location else "local"
+            source = resolve_backend(spec, location, **cfg.storage_options)
             manifest = validate_manifest(load_manifest(source), cfg.resume)
         else:
             manifest = load_manifest(primary)

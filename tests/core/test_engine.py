@@ -336,3 +336,36 @@ def test_directory_checkpoints_in_epoch_folders_are_pruned_completely(tmp_path, 
     assert helpers.files(str(tmp_path)) == {"manifest.json", "e3/model/variables/v.npy"}
     entry = _manifest(tmp_path).entries[0]
     assert entry.path == "e3/model" and entry.name == "model"
+
+
+@pytest.mark.parametrize(
+    ("filepath", "manifest_path"),
+    [
+        ("ckpt/w-{epoch}.npy", "ckpt/manifest.json"),  # a one-word root is a folder, not a name
+        ("local/w-{epoch}.npy", "local/manifest.json"),  # even when it spells a backend name
+        ("w-{epoch}.npy", "manifest.json"),
+        ("runs/a/w-{epoch}.npy", "runs/a/manifest.json"),
+    ],
+)
+def test_relative_roots(tmp_path, monkeypatch, npwrite, filepath, manifest_path):
+    monkeypatch.chdir(tmp_path)
+    ck = Checkpointer(filepath, write=npwrite, save_best_only=True)
+    assert ck.on_epoch_end(0, {"val_loss": 0.5}) == "w-1.npy"
+    ck.close()
+    assert (tmp_path / filepath.replace("{epoch}", "1")).exists()
+    assert (tmp_path / manifest_path).exists()
+    for resume in (True, manifest_path):
+        again = Checkpointer(filepath, write=npwrite, save_best_only=True, resume=resume)
+        assert again.tracker.best == 0.5
+        assert [e.path for e in again.manifest.entries] == ["w-1.npy"]
+        again.close()
+
+
+def test_resume_without_a_manifest_is_a_clear_error(tmp_path):
+    from ckptcore import ManifestError
+
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: None, resume=True)
+    with pytest.raises(ManifestError, match="nothing to resume from"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: None,
+                     resume=str(tmp_path / "elsewhere" / "manifest.json"))
