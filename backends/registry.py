@@ -7,7 +7,7 @@ import re
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from ckptcore.errors import BackendNotFoundError, MissingDependencyError
+from ckptcore.errors import BackendNotFoundError, ConfigError, MissingDependencyError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -25,6 +25,9 @@ _BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "file": ("ckptcore.backends.local", "LocalBackend", None),
 }
 _REGISTERED: dict[str, Callable[..., Any]] = {}
+# What the engine calls on a backend object it is given (see the Backend protocol).
+_NEEDED = ("name", "put", "close")
+_NEEDED_IF = (("can_delete", "delete"), ("keeps_manifest", "write_bytes"))
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
@@ -82,8 +85,20 @@ def resolve_backend(spec: Any, root: str = "", **options: Any) -> Any:
             selects the backend.
         root: The checkpoint root, used when ``spec`` is a bare name.
         **options: Passed to the backend's constructor (``storage_options`` and the like).
+
+    Raises:
+        ConfigError: ``spec`` is an object without the methods the engine calls.
+        BackendNotFoundError: No backend is registered under the name or URL scheme.
     """
     if not isinstance(spec, str):
+        missing = [m for m in _NEEDED if not hasattr(spec, m)]
+        missing += [m for flag, m in _NEEDED_IF if getattr(spec, flag, False) and not hasattr(spec, m)]
+        if missing:
+            raise ConfigError(
+                f"backends: got {spec!r} ({type(spec).__name__}), which lacks {', '.join(missing)}; "
+                "allowed: a backend name, a path or URL, or an object implementing "
+                "ckptcore.backends.Backend"
+            )
         return spec
     match = _URL.match(spec)
     if match:

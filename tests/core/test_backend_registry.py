@@ -108,3 +108,20 @@ def test_entry_points_are_read_on_first_miss_only(clean_registry, tmp_path, monk
     assert module in sys.modules
     assert "plugin" in available_backends()
     assert isinstance(resolve_backend("plugin://somewhere"), LocalBackend)
+
+
+@pytest.mark.parametrize("spec", [123, object(), ["local"]])
+def test_an_object_that_is_not_a_backend_is_refused(spec):
+    from ckptcore import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        resolve_backend(spec, "root")
+    message = str(info.value)
+    assert "backends" in message and repr(spec) in message and "put" in message
+
+
+def test_checkpointer_refuses_a_bad_extra_backend_at_construction(tmp_path):
+    from ckptcore import Checkpointer, ConfigError
+
+    with pytest.raises(ConfigError, match="backends: got 123"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: None, backends=[123])
