@@ -57,10 +57,17 @@ def _model(with_assets: bool = False) -> keras.Model:
 
 
 def _fit(model: keras.Model, epochs: int = 1, seed: int = 0) -> None:
+    """Move every model and optimizer variable to new values, as training steps would."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(32, 6)).astype("float32")
-    y = rng.normal(size=(32, 1)).astype("float32")
-    model.fit(x, y, batch_size=8, epochs=epochs, verbose=0)
+    for variable in list(model.weights) + list(model.optimizer.variables):
+        dtype = keras.backend.standardize_dtype(variable.dtype)
+        if "int" in dtype:
+            value = rng.integers(1, 1000, size=variable.shape)
+        else:
+            value = rng.normal(size=variable.shape) * epochs
+        variable.assign(np.asarray(value).astype(dtype))
 
 
 def _state(model: keras.Model) -> list[np.ndarray]:
