@@ -1,0 +1,126 @@
+"""Run every example under docs/examples/ (small sizes, in a temporary directory) and check what
+it produced: the files, the manifest, what it printed and, for the demo, what W&B recorded."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "docs" / "examples"
+
+
+def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(cwd),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def manifest(root: Path) -> dict:
+    return json.loads((root / "manifest.json").read_text())
+
+
+def checkpoint_files(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir() if p.name != "manifest.json"}
+
+
+def assert_manifest_matches_files(root: Path) -> list[dict]:
+    entries = manifest(root)["entries"]
+    assert checkpoint_files(root) == {e["path"] for e in entries}
+    for entry in entries:
+        data = (root / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert len(data) == entry["size"]
+    return entries
+
+
+def test_every_example_is_run_by_a_test():
+    examples = {Path(p).name for p in glob.glob(str(EXAMPLES / "*.py"))}
+    tested = {"numpy_loop.py", "custom_loop.py", "demo.py"}
+    assert examples == tested, f"add a test for {sorted(examples - tested)}"
+
+
+def test_numpy_loop(tmp_path):
+    result = run_example("numpy_loop.py", tmp_path, "--epochs", "12", "--samples", "200", "--out", "ck")
+    root = tmp_path / "ck"
+    entries = assert_manifest_matches_files(root)
+    # keep_best=2 and keep_last=1: the loss falls every epoch, so the last two survive.
+    assert [e["epoch"] for e in entries] == [11, 12]
+    assert all(e["monitor"] == "val_loss" for e in entries)
+    assert entries[-1]["is_best"] and entries[-1]["path"].startswith("linreg-012-")
+    assert f"best: {os.path.join('ck', entries[-1]['path'])}" in result.stdout
+    restored = float(result.stdout.split("restored val_loss: ")[1].split()[0])
+    assert restored == pytest.approx(entries[-1]["monitor_value"], abs=1e-4)
+    assert len([line for line in result.stdout.splitlines() if line.startswith("epoch")]) == 12
+
+
+def test_custom_loop_with_callback_list(tmp_path):
+    result = run_example("custom_loop.py", tmp_path, "--epochs", "3", "--samples", "400", "--out", "ck/custom")
+    root = tmp_path / "ck" / "custom"
+    entries = assert_manifest_matches_files(root)
+    assert 1 <= len(entries) <= 2  # save_best_only with keep_last=2
+    values = [e["monitor_value"] for e in entries]
+    assert values == sorted(values) and entries[-1]["is_best"]  # val_accuracy: max
+    assert all(e["path"].startswith("digits-") and e["path"].endswith(".keras") for e in entries)
+    # CallbackList was given steps=, so epoch-end saves know their global step (320 / 32 = 10).
+    assert [e["global_step"] for e in entries] == [10 * e["epoch"] for e in entries]
+    accuracy = float(result.stdout.split("restored model's val_accuracy: ")[1].split()[0])
+    assert accuracy == pytest.approx(entries[-1]["monitor_value"], abs=1e-3)
+
+
+def _wandb_records():
+    spec = importlib.util.spec_from_file_location("wandb_records", REPO / "tests" / "adapters" / "wandb_records.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo(tmp_path):
+    result = run_example("demo.py", tmp_path, "--epochs", "4", "--samples", "600", "--out", "out")
+    root = tmp_path / "out" / "checkpoints"
+    entries = assert_manifest_matches_files(root)
+    # Every epoch is saved; keep_best=3 keeps the three best by val_accuracy.
+    assert len(entries) == 3
+    saved = {e["epoch"] for e in entries}
+    assert saved <= {1, 2, 3, 4}
+    best = max(entries, key=lambda e: e["monitor_value"])
+    assert best["is_best"] and sum(e["is_best"] for e in entries) == 1
+    assert all(e["backends"] == ["local", "wandb"] for e in entries)
+
+    # The table of checkpoints, then the restored best and its accuracy.
+    out = result.stdout
+    for column in ("name", "epoch", "step", "val_accuracy", "best", "size", "age"):
+        assert column in out
+    assert all(e["path"] in out for e in entries)
+    assert f"restored the best checkpoint {best['path']}" in out
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert 0.1 < accuracy <= 1.0
+
+    # What the W&B SDK recorded in the offline run: one artifact version per epoch.
+    logs = glob.glob(str(tmp_path / "out" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert len(logs) == 1
+    logged = _wandb_records().logged_artifacts(logs[0])
+    assert len(logged) == 4
+    assert all(a.type == "model" and "latest" in a.aliases for a in logged)
+    assert [f"epoch_{n}" in a.aliases for n, a in enumerate(logged, 1)] == [True] * 4
+    best_epochs = [n for n, a in enumerate(logged, 1) if "best" in a.aliases]
+    assert best_epochs[-1] == best["epoch"]
