@@ -141,6 +141,17 @@ class LocalBackend:
 
     def discard(self, staged: str) -> None:
         _remove(staged)
+        # A writer that appended a suffix to the staged name (np.save adds ".npy") left its
+        # file beside it; the unique temporary prefix says it is ours.
+        head, tail = os.path.split(staged)
+        if tail.startswith(_TMP_MARK):
+            try:
+                names = os.listdir(head or ".")
+            except OSError:
+                return
+            for name in names:
+                if name.startswith(tail) and name != tail:
+                    _remove(os.path.join(head, name))
 
     def delete(self, relpath: str) -> None:
         _remove(self._abs(relpath))

@@ -108,7 +108,11 @@ class Committer:
         try:
             write(staged)
             if not os.path.exists(staged):
-                raise FileNotFoundError(f"the write function wrote nothing to {staged!r}")
+                # A bug of the write function, not a storage fault: never just a warning.
+                raise ValueError(
+                    f"the write function wrote nothing to {staged!r}; it must write to exactly "
+                    "the path it is given (np.save, for one, appends '.npy' to other names)"
+                )
             entry.size, entry.sha256 = digest(staged)
             location = primary.commit(staged, relpath, dict(entry.model_dump()))
         except BaseException as exc:

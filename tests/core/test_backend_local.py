@@ -175,3 +175,16 @@ def test_delete_drops_emptied_template_directories_but_nothing_else(tmp_path):
     backend.delete("e2/notes.txt")
     assert os.listdir(tmp_path / "root") == []
     assert (tmp_path / "root").is_dir(), "the root itself stays"
+
+
+def test_discard_also_removes_what_a_suffix_adding_writer_left(tmp_path):
+    import numpy as np
+
+    backend = LocalBackend(str(tmp_path))
+    (tmp_path / "w.bin.npy").write_text("a user's file, not ours")
+    staged = backend.stage("w.bin")
+    np.save(staged, np.zeros(2))  # writes staged + ".npy"
+    assert not os.path.exists(staged)
+    backend.discard(staged)
+    assert _leftovers(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == ["w.bin.npy"]

@@ -240,21 +240,23 @@ def test_a_failing_write_names_the_checkpoint_and_keeps_the_previous_one(tmp_pat
 def test_a_failing_write_leaves_no_file_under_the_final_name(tmp_path, helpers):
     def broken(path: str) -> None:
         np.save(path, np.zeros(3))
-        raise OSError("quota exceeded")
+        raise TypeError("cannot pickle 'generator' object")
 
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=broken)
-    with pytest.raises(CheckpointSaveError, match="'w-1.npy'.*quota exceeded"):
+    with pytest.raises(CheckpointSaveError, match="'w-1.npy'.*cannot pickle"):
         ck.on_epoch_end(0, {"val_loss": 0.5})
     ck.close()
     assert helpers.files(str(tmp_path)) - {"manifest.json"} == set()
     assert ck.tracker.best is None
 
 
-def test_a_write_that_writes_nothing_is_an_error(tmp_path):
-    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda path: None)
-    with pytest.raises(CheckpointSaveError, match="'w-1.npy'.*wrote nothing"):
+def test_a_write_that_writes_elsewhere_is_an_error(tmp_path):
+    # np.save appends ".npy" to any other name: the checkpoint would silently go missing.
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.bin"), write=lambda path: np.save(path, np.zeros(2)))
+    with pytest.raises(CheckpointSaveError, match="'w-1.bin'.*wrote nothing.*exactly the path"):
         ck.on_epoch_end(0, {"val_loss": 0.5})
     ck.close()
+    assert [p.name for p in tmp_path.iterdir() if p.name != "manifest.json"] == []
 
 
 def test_missing_monitor_warns_once_listing_the_keys(tmp_path, npwrite):
