@@ -1,6 +1,7 @@
 # make demo  - train a small Keras model with ckptcore checkpoints (creates .venv first)
 # make test  - run the whole test suite (core, backends, the Keras adapter on three backends)
 # make bench - run the benchmarks and write benchmarks/results/
+# make docs  - build the docs site into site/ (strict: a broken link fails)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -34,6 +35,9 @@ test-keras: $(STAMP)
 		echo "== Keras adapter tests, KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(PYTEST) tests/adapters -q || exit 1; \
 	done
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
