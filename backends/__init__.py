@@ -1,7 +1,13 @@
-"""Storage backends: the protocol, the registry and the built-in local backend.
+"""Storage backends: the protocol, the registry and the built-in backends.
 
-Optional backends (fsspec URLs, W&B Artifacts) are imported only when first used.
+``LocalBackend`` is always available. ``FsspecBackend`` (any fsspec URL) and ``WandbBackend``
+(W&B Artifacts) are attributes loaded on first access, and import fsspec or the W&B SDK only
+when they are used, so ``import ckptcore.backends`` stays light.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from ckptcore.backends.base import Backend, BaseBackend, CommitInfo
 from ckptcore.backends.local import LocalBackend
@@ -18,9 +24,19 @@ __all__ = [
     "Backend",
     "BaseBackend",
     "CommitInfo",
+    "FsspecBackend",
     "LocalBackend",
+    "WandbBackend",
     "available_backends",
     "get_backend_class",
     "register_backend",
     "resolve_backend",
 ]
+
+_LAZY = {"FsspecBackend": "fsspec", "WandbBackend": "wandb"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return get_backend_class(_LAZY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
