@@ -38,7 +38,12 @@ class Backend(Protocol):
         """Return a local path where a writer may put the checkpoint before :meth:`commit`."""
 
     def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:
-        """Make a staged checkpoint visible under ``relpath``; return its location."""
+        """Make a staged checkpoint visible under ``relpath``; return its location.
+
+        It may move the staged copy (local disk) or upload it and leave it in place (object
+        stores); either way the caller calls :meth:`discard` afterwards, once the other
+        backends have copied the checkpoint from the staged copy or from the location.
+        """
 
     def put(self, src: str, relpath: str, info: CommitInfo) -> str:
         """Copy a committed local checkpoint (file or directory) here; return its location."""
@@ -68,6 +73,8 @@ class Backend(Protocol):
 class BaseBackend:
     """Defaults for remote backends: stage into a local temporary directory, commit by ``put``.
 
+    The staged copy stays after :meth:`commit` until :meth:`discard` removes its directory.
+
     Subclasses implement :meth:`put`, :meth:`delete`, :meth:`read_bytes`, :meth:`write_bytes`,
     :meth:`exists` and :meth:`locate`.
     """
@@ -85,10 +92,9 @@ class BaseBackend:
         return os.path.join(tmpdir, relpath.rsplit("/", 1)[-1])
 
     def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:
-        try:
-            return self.put(staged, relpath, info)
-        finally:
-            self.discard(staged)
+        # The staged copy stays (for a retry, and as the local source the other backends copy
+        # from); the caller discards it.
+        return self.put(staged, relpath, info)
 
     def discard(self, staged: str) -> None:
         shutil.rmtree(os.path.dirname(staged), ignore_errors=True)

@@ -3,7 +3,13 @@
 The order is what keeps a reader safe: the primary backend makes the checkpoint visible under
 its final name only when it is complete; secondary backends copy the committed checkpoint; the
 manifest is written after the files it lists; files that retention prunes are deleted only after
-a manifest without them has been written.
+a manifest without them has been written. A checkpoint that replaces one under the same name
+(a fixed file name) is first withdrawn from the manifest, so a crash between the replace and the
+next manifest write never leaves the manifest vouching for bytes that are gone.
+
+Backend calls are retried on transient faults (:mod:`ckptcore.retry`). A backend that still
+fails is skipped for the rest of that save; each secondary backend's manifest lists only the
+checkpoints that backend holds.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import hashlib
 import logging
 import os
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from ckptcore.errors import CheckpointSaveError, ManifestError
+from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import Direction
 from ckptcore.retention import RetentionPolicy
+from ckptcore.retry import RetryPolicy
 
 __all__ = ["Committer", "digest"]
 
@@ -66,6 +74,8 @@ class Committer:
         run_id: This engine session's id.
         state: Returns the tracker and schedule state to store in the manifest.
         manifest: The existing manifest to extend, if any.
+        protected: Checkpoint paths retention must never delete.
+        retry: How backend calls are retried on transient faults.
     """
 
     def __init__(
@@ -77,8 +87,10 @@ class Committer:
         state: Callable[[], tuple[dict[str, Any], dict[str, Any]]],
         manifest: Manifest | None = None,
         protected: Sequence[str] = (),
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.backends = list(backends)
+        self.retry = retry or RetryPolicy()
         self.retention = retention
         self.mode = mode
         self.run_id = run_id
@@ -98,31 +110,40 @@ class Committer:
         """Write one checkpoint through ``write(path)`` and commit it everywhere.
 
         Raises:
-            CheckpointSaveError: The writer or the primary backend failed; nothing was committed.
+            CheckpointSaveError: The writer or the primary backend failed (nothing was
+                committed), or a secondary backend failed (the others keep the checkpoint and
+                the manifest lists where it is).
         """
         primary = self.primary
         try:
-            staged = primary.stage(relpath)
+            staged = self.retry.call(f"staging {relpath!r} on {primary.name}", primary.stage, relpath)
         except OSError as exc:
             raise CheckpointSaveError(relpath, f"cannot stage at {primary!r}: {exc}") from exc
+        withdrawn, down = None, set()
         try:
             write(staged)
             if not os.path.exists(staged):
-                # A bug of the write function, not a storage fault: never just a warning.
-                raise ValueError(
-                    f"the write function wrote nothing to {staged!r}; it must write to exactly "
-                    "the path it is given (np.save, for one, appends '.npy' to other names)"
-                )
+                raise FileNotFoundError(f"the write function wrote nothing to {staged!r}")
             entry.size, entry.sha256 = digest(staged)
-            location = primary.commit(staged, relpath, dict(entry.model_dump()))
+            withdrawn, down = self._withdraw(relpath)
+            location = self._commit_primary(staged, relpath, entry)
         except BaseException as exc:
             primary.discard(staged)
+            if withdrawn is not None:
+                self._restore(*withdrawn)
             if isinstance(exc, CheckpointSaveError) or not isinstance(exc, Exception):
                 raise
             raise CheckpointSaveError(relpath, f"{type(exc).__name__}: {exc}") from exc
         entry.backends = [primary.name]
-        failures = self._replicate(location, relpath, entry)
-        self._record(entry)
+        # A remote primary uploads and leaves the staged copy: the others copy that local file,
+        # not the URL. A local primary moved it to ``location``.
+        source = staged if os.path.lexists(staged) else location
+        try:
+            failures = [f"{name} (manifest not writable)" for name in sorted(down)]
+            failures += self._replicate(source, relpath, entry, down)
+        finally:
+            primary.discard(staged)
+        failures += [f"{name} (manifest not writable)" for name in sorted(self._record(entry, down))]
         if failures:
             raise CheckpointSaveError(
                 relpath,
@@ -130,18 +151,72 @@ class Committer:
             )
         return entry
 
-    def _replicate(self, location: str, relpath: str, entry: ManifestEntry) -> list[str]:
+    def foreign_directory(self, relpath: str) -> str | None:
+        """Why ``relpath`` must not be written locally: a non-empty directory that is no checkpoint.
+
+        Replacing it would delete files ckptcore did not write.
+        """
+        primary = self.primary
+        if getattr(primary, "name", "") != "local" or self.manifest.get(relpath) is not None:
+            return None
+        path = primary.locate(relpath)
+        if os.path.isdir(path) and os.listdir(path):
+            return (f"{path!r} is an existing directory that holds files ckptcore did not write; "
+                    "allowed: a file path (such as a name inside that directory), or a "
+                    "directory this checkpointer wrote before")
+        return None
+
+    def _commit_primary(self, staged: str, relpath: str, entry: ManifestEntry) -> str:
+        """Commit on the primary, retrying transient faults while the staged copy is there."""
+        primary = self.primary
+        policy = replace(self.retry, transient=lambda exc: self.retry.transient(exc) and os.path.lexists(staged))
+        info = dict(entry.model_dump())
+        return policy.call(f"committing {relpath!r} on {primary.name}", primary.commit, staged, relpath, info)
+
+    def _withdraw(self, relpath: str) -> tuple[tuple[int, ManifestEntry] | None, set[str]]:
+        """Drop the entry about to be replaced and write the manifest before the replace.
+
+        Returns:
+            ``(index, entry)`` to restore if the commit fails (None when nothing was listed),
+            and the secondary backends whose manifest could not be written.
+        """
+        with self.lock:
+            old = self.manifest.get(relpath)
+            if old is None:
+                return None, set()
+            index = self.manifest.entries.index(old)
+            self.manifest.remove(relpath)
+            down = self.write_manifest()
+            if self.primary.name in down:
+                self.manifest.entries.insert(index, old)
+                raise StorageError(f"could not update the manifest on {self.primary.name} before replacing {relpath!r}")
+        return (index, old), down
+
+    def _restore(self, index: int, old: ManifestEntry) -> None:
+        """Put back an entry withdrawn for a commit that failed: its files are untouched."""
+        with self.lock:
+            if self.manifest.get(old.path) is None:
+                self.manifest.entries.insert(min(index, len(self.manifest.entries)), old)
+            self.write_manifest()
+
+    def _replicate(self, location: str, relpath: str, entry: ManifestEntry, down: set[str]) -> list[str]:
         failures = []
         for backend in self.backends[1:]:
+            if backend.name in down:
+                continue
             try:
-                backend.put(location, relpath, dict(entry.model_dump()))
+                self.retry.call(
+                    f"copying {relpath!r} to {backend.name}", backend.put, location, relpath, dict(entry.model_dump())
+                )
                 entry.backends.append(backend.name)
             except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
                 log.error("checkpoint %r: backend %s failed: %s", relpath, backend.name, exc)
                 failures.append(f"{backend.name} ({type(exc).__name__}: {exc})")
+                down.add(backend.name)
         return failures
 
-    def _record(self, entry: ManifestEntry) -> None:
+    def _record(self, entry: ManifestEntry, down: set[str]) -> set[str]:
+        """Add ``entry``, write the manifest, prune; return where the manifest was not written."""
         with self.lock:
             self.manifest.add(entry)
             pruned = self.retention.select_deletions(
@@ -149,26 +224,51 @@ class Committer:
             )
             for old in pruned:
                 self.manifest.remove(old.path)
-            self.write_manifest()
+            failed = self.write_manifest(skip=down)
         for old in pruned:
             for backend in self.backends:
                 if getattr(backend, "can_delete", False) and backend.name in old.backends:
+                    if backend.name in down:
+                        log.warning("not deleting %r from %s now: it failed in this save", old.path, backend.name)
+                        continue
                     try:
-                        backend.delete(old.path)
+                        self.retry.call(f"deleting {old.path!r} from {backend.name}", backend.delete, old.path)
                     except Exception as exc:  # noqa: BLE001 - pruning is best effort
                         log.warning("could not delete %r from %s: %s", old.path, backend.name, exc)
+        return failed
 
-    def write_manifest(self) -> None:
-        """Store the tracker/schedule state and write the manifest to every backend keeping one."""
+    def write_manifest(self, skip: Sequence[str] = ()) -> set[str]:
+        """Store the tracker/schedule state and write the manifest to every backend keeping one.
+
+        The primary's manifest is the engine's full record; a secondary backend's lists only
+        the checkpoints that reached it.
+
+        Args:
+            skip: Names of backends not to write to (they failed in this save).
+
+        Returns:
+            The names of the backends the manifest could not be written to.
+        """
         with self.lock:
             self.manifest.tracker, self.manifest.schedule = self._state()
-            data = self.manifest.to_json().encode()
-        for backend in self.backends:
-            if getattr(backend, "keeps_manifest", False):
-                try:
-                    backend.write_bytes(MANIFEST_NAME, data)
-                except Exception as exc:  # noqa: BLE001
-                    log.error("could not write the manifest to %s: %s", backend.name, exc)
+            full = self.manifest.to_json().encode()
+            texts = [full] + [self._view(backend.name) for backend in self.backends[1:]]
+        failed = set()
+        for backend, data in zip(self.backends, texts):
+            if not getattr(backend, "keeps_manifest", False) or backend.name in skip:
+                continue
+            try:
+                self.retry.call(f"writing the manifest to {backend.name}", backend.write_bytes, MANIFEST_NAME, data)
+            except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
+                log.error("could not write the manifest to %s: %s", backend.name, exc)
+                failed.add(backend.name)
+        return failed
+
+    def _view(self, name: str) -> bytes:
+        """The manifest as backend ``name`` holds it: only the entries that reached it."""
+        view = self.manifest.model_copy()
+        view.entries = [e for e in self.manifest.entries if name in e.backends]
+        return view.to_json().encode()
 
     def close(self) -> None:
         """Close every backend."""

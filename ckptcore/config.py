@@ -65,6 +65,9 @@ class CheckpointConfig(BaseModel):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     resume: Union[bool, str] = False
     save_on_preemption: bool = False
+    on_save_error: str = "warn"
+    retries: int = 3
+    retry_backoff: float = 0.5
 
     @field_validator("filepath", mode="before")
     @classmethod
@@ -140,6 +143,26 @@ class CheckpointConfig(BaseModel):
     @classmethod
     def _threshold(cls, value: Any) -> Optional[float]:
         return None if value is None else _number("initial_value_threshold", value)
+
+    @field_validator("on_save_error", mode="before")
+    @classmethod
+    def _on_save_error(cls, value: Any) -> str:
+        if not isinstance(value, str) or value not in ("warn", "raise"):
+            raise ValueError(f"got {value!r}; allowed: 'warn' (report, training goes on) or 'raise'")
+        return value
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries(cls, value: Any) -> int:
+        return _count(value, minimum=0)
+
+    @field_validator("retry_backoff", mode="before")
+    @classmethod
+    def _retry_backoff(cls, value: Any) -> float:
+        value = _number("retry_backoff", value, minimum=0)
+        if math.isinf(value):
+            raise ValueError(f"got {value!r}; allowed: a finite number of seconds >= 0")
+        return value
 
     @field_validator("min_delta", mode="before")
     @classmethod

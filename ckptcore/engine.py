@@ -14,10 +14,12 @@ from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer, load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import CheckpointSaveError, ConfigError
+from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError
 from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
+from ckptcore.preemption import PreemptionGuard, preempted_name
 from ckptcore.retention import RetentionPolicy
+from ckptcore.retry import RetryPolicy
 from ckptcore.scalars import to_scalar
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
@@ -99,9 +101,15 @@ class Checkpointer:
         self.committer = Committer(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
-            manifest=manifest,
+            manifest=manifest, retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
+        if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
+            raise ConfigError(f"filepath: {problem}")
         self.writer = BackgroundWriter(cfg.max_pending) if cfg.async_save else None
+        self._last: tuple[int, int | None, dict[str, Any]] | None = None  # for a final save
+        self._guard = PreemptionGuard(self._save_on_preemption)
+        if cfg.save_on_preemption:
+            self._guard.install()
 
     # -- construction helpers -----------------------------------------------------------------
     def _make_backends(self) -> list[Any]:
@@ -148,6 +156,7 @@ class Checkpointer:
             The relative path saved, or None.
         """
         self.schedule.advance(batch)
+        self._last = (self.epoch, batch, dict(logs or {}))
         if not (self.schedule.batch_due() or self.schedule.time_due()):
             self._check_background()
             return None
@@ -161,6 +170,7 @@ class Checkpointer:
             The relative path saved, or None.
         """
         self.epoch = epoch
+        self._last = (epoch, None, dict(logs or {}))
         if not (self.schedule.epoch_due(epoch) or self.schedule.time_due()):
             self._check_background()
             return None
@@ -174,6 +184,10 @@ class Checkpointer:
 
     # -- the decision -------------------------------------------------------------------------
     def _maybe_save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+        with self._guard.deferred():  # a SIGTERM now waits until this save is handed over
+            return self._decide(epoch, batch, logs)
+
+    def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
         self._check_background()
         logs = dict(logs or {})
         monitor = self.config.monitor
@@ -204,12 +218,15 @@ class Checkpointer:
         )
         try:
             self._dispatch(relpath, entry, previous)
-        except BaseException:
+        except BaseException as exc:
             # Neither committed nor queued (say, an earlier background failure was reported
             # instead): the best stays the last one that reached storage.
             if entry.is_best and not entry.backends:
                 self._rollback_best(entry, previous)
-            raise
+            if not isinstance(exc, CheckpointSaveError):
+                raise
+            self._save_failed(exc)
+            return relpath if entry.backends else None
         return relpath
 
     def _dispatch(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> None:
@@ -218,10 +235,19 @@ class Checkpointer:
             return
         if self._snapshot is None:
             write = self._require_write()
-            self.writer.submit(relpath, lambda: self._commit(relpath, write, entry, previous))
+            self._submit(relpath, job=lambda: self._commit(relpath, write, entry, previous))
             return
         # The snapshot is taken once a writer slot is free, so at most max_pending are held.
-        self.writer.submit(relpath, prepare=lambda: self._snapshot_job(relpath, entry, previous))
+        self._submit(relpath, prepare=lambda: self._snapshot_job(relpath, entry, previous))
+
+    def _submit(self, relpath: str, **job: Any) -> None:
+        """Queue a save; an earlier save's failure, reported instead, does not drop this one."""
+        for _ in range(self.writer.max_pending):  # type: ignore[union-attr]
+            try:
+                return self.writer.submit(relpath, **job)  # type: ignore[union-attr]
+            except CheckpointSaveError as exc:
+                self._save_failed(exc)  # raises unless on_save_error="warn" and storage failed
+        self.writer.submit(relpath, **job)  # type: ignore[union-attr]
 
     def _snapshot_job(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> Callable[[], None]:
         """Take the snapshot on the training thread; return the job that writes and commits it."""
@@ -236,6 +262,8 @@ class Checkpointer:
 
     def _commit(self, relpath: str, write: WriteFn, entry: ManifestEntry, previous: dict[str, Any]) -> None:
         try:
+            if problem := self.committer.foreign_directory(relpath):
+                raise CheckpointSaveError(relpath, problem) from IsADirectoryError(problem)
             self.committer.save(relpath, write, entry)
         except BaseException:
             if entry.is_best and not entry.backends:  # nothing was committed anywhere
@@ -290,7 +318,53 @@ class Checkpointer:
 
     def _check_background(self) -> None:
         if self.writer is not None:
-            self.writer.check()
+            try:
+                with self._guard.deferred():  # the signal handler needs the writer's lock
+                    self.writer.check()
+            except CheckpointSaveError as exc:
+                self._save_failed(exc)
+
+    def _save_failed(self, exc: CheckpointSaveError) -> None:
+        """Raise ``exc``, or report it when ``on_save_error="warn"`` and storage failed.
+
+        A failure whose cause is not an ``OSError`` (a bug in the write function, a model
+        that cannot be serialised) is raised either way: retrying next epoch cannot fix it.
+        """
+        cause = exc.__cause__
+        if self.config.on_save_error == "raise" or (cause is not None and not isinstance(cause, OSError)):
+            raise exc
+        warnings.warn(f"{exc}; training goes on", CheckpointSaveWarning, stacklevel=5)
+
+    # -- preemption ---------------------------------------------------------------------------
+    def _save_on_preemption(self, exiting: bool) -> None:
+        """Save the current state as a final checkpoint (named with the last logs seen, never
+        over the best one), then finish every pending save; skipped if nothing ran since."""
+        if self._closed:
+            return
+        self.wait()
+        last_epoch, batch, logs = self._last or (self.epoch, None, {})
+        epoch, batch = self.epoch, batch if last_epoch == self.epoch else None
+        latest = self.manifest.latest()
+        if latest is None or (latest.run_id, latest.epoch, latest.global_step) != (
+                self.run_id, epoch + 1, self.schedule.batches_run):
+            try:
+                relpath = self.template.render(epoch, batch, logs)
+            except ValueError as exc:
+                log.warning("save_on_preemption: no final checkpoint, it cannot be named yet: %s", exc)
+                return self.close() if exiting else None
+            if (best := self.manifest.best()) is not None and best.path == relpath:
+                relpath = preempted_name(relpath)
+            entry = ManifestEntry(
+                name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
+                batch=None if batch is None else batch + 1, global_step=self.schedule.batches_run,
+                metrics=logs, monitor=self.config.monitor, run_id=self.run_id,
+            )
+            self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")
+            try:
+                self._dispatch(relpath, entry, self.tracker.state_dict())
+            except CheckpointSaveError as exc:
+                self._save_failed(exc)
+        self.close() if exiting else self.wait()
 
     # -- results ------------------------------------------------------------------------------
     @property
@@ -311,16 +385,24 @@ class Checkpointer:
     def wait(self) -> None:
         """Block until pending background saves are committed; re-raise their failures."""
         if self.writer is not None:
-            self.writer.wait()
+            try:
+                with self._guard.deferred():
+                    self.writer.wait()
+            except CheckpointSaveError as exc:
+                self._save_failed(exc)
 
     def close(self) -> None:
         """Finish pending saves, write the final manifest state and release the backends."""
         if self._closed:
             return
         self._closed = True
+        self._guard.uninstall()
         try:
             if self.writer is not None:
-                self.writer.close()
+                try:
+                    self.writer.close()
+                except CheckpointSaveError as exc:
+                    self._save_failed(exc)
         finally:
             if self.manifest.entries:
                 self.committer.write_manifest()

@@ -15,6 +15,9 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     │                                  an optional dependency is not installed (with install hint)
     └── StorageError(OSError)          a backend failed to commit, read or delete
         └── CheckpointSaveError        a save failed; names the checkpoint
+
+    CheckpointSaveWarning(UserWarning) a save failed and training goes on
+                                       (``on_save_error="warn"``); names the checkpoint
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "BackendNotFoundError",
     "CheckpointSaveError",
+    "CheckpointSaveWarning",
     "CkptcoreError",
     "ConfigError",
     "ManifestError",
@@ -98,3 +102,10 @@ class CheckpointSaveError(StorageError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class CheckpointSaveWarning(UserWarning):
+    """A save failed and training goes on (``on_save_error="warn"``).
+
+    The message names the checkpoint and says why; what other backends committed is kept.
+    """
