@@ -1,0 +1,150 @@
+"""Any fsspec URL (``s3://``, ``gs://``, ``az://``, ``memory://``, ...), with ``storage_options``.
+
+Object stores have no atomic rename, so a commit works in this order:
+
+1. the writer writes into a local staging file (nothing remote yet);
+2. the complete file is uploaded under its final name: one object PUT, which an object store
+   makes visible only once all bytes have arrived (large files go as a multipart upload, which
+   is also invisible until completed); a directory (SavedModel) is uploaded file by file;
+3. the engine writes ``manifest.json`` last: it is the commit marker, so a reader that trusts
+   the manifest never sees a checkpoint that is still being uploaded.
+
+Nothing creates buckets: a URL whose bucket does not exist fails, and says so.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from ckptcore.backends.base import BaseBackend, CommitInfo
+from ckptcore.errors import ConfigError, MissingDependencyError, StorageError
+
+__all__ = ["FsspecBackend"]
+
+
+def _url_to_fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{url}: the fsspec backend needs fsspec ({exc.name or exc} is not installed); "
+            'install it with: pip install "ckptcore[fsspec]"'
+        ) from exc
+    try:
+        return url_to_fs(url, **storage_options)
+    except ImportError as exc:  # fsspec knows the scheme but not its package: "Install s3fs ..."
+        raise MissingDependencyError(
+            f"{url}: {exc}; for S3 install it with: pip install \"ckptcore[fsspec]\""
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError(f"filepath: {url!r} is not a URL fsspec can open: {exc}") from exc
+
+
+def _local_files(src: str) -> list[tuple[str, str]]:
+    """``(local path, '/'-separated path relative to src)`` of every file under ``src``."""
+    found = []
+    for dirpath, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(dirpath, name)
+            found.append((full, os.path.relpath(full, src).replace(os.sep, "/")))
+    return found
+
+
+class FsspecBackend(BaseBackend):
+    """Checkpoints under an fsspec URL.
+
+    Args:
+        root: The checkpoint root URL, such as ``s3://bucket/runs/a``.
+        storage_options: Passed to the fsspec file system (credentials, ``client_kwargs``
+            with an ``endpoint_url``, ``anon``, ...). Keyword arguments are merged into it,
+            so ``FsspecBackend(url, anon=True)`` works as ``fsspec.open`` does.
+
+    Attributes:
+        fs: The fsspec file system.
+        name: The URL's scheme (``s3``, ``memory``, ...), as listed in the manifest.
+    """
+
+    name: str = "fsspec"  # replaced by the URL's scheme per instance
+    can_delete: ClassVar[bool] = True
+    keeps_manifest: ClassVar[bool] = True
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None, **options: Any) -> None:
+        if not isinstance(root, str) or "://" not in root:
+            raise ConfigError(f"root: got {root!r}; allowed: a URL such as 's3://bucket/run'")
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise ConfigError(f"storage_options: got {storage_options!r}; allowed: a dict or None")
+        merged = {**(storage_options or {}), **options}
+        super().__init__(root.rstrip("/"))
+        self.storage_options = merged
+        self.fs, path = _url_to_fs(root, merged)
+        self._path = path.rstrip("/")
+        self.name = root.split("://", 1)[0].lower()
+
+    def _full(self, relpath: str) -> str:
+        return f"{self._path}/{relpath}" if self._path else relpath
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def put(self, src: str, relpath: str, info: CommitInfo) -> str:
+        """Upload a complete local file or directory under ``relpath``."""
+        target = self._full(relpath)
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"nothing to upload at {src!r} for {relpath!r}")
+        if os.path.isdir(src):
+            self._put_dir(src, target)
+        else:
+            if self._isdir(target):  # a directory checkpoint replaced by a file
+                self.fs.rm(target, recursive=True)
+            self.fs.put_file(src, target)
+            self._check_size(src, target)
+        return self.locate(relpath)
+
+    def _put_dir(self, src: str, target: str) -> None:
+        if self.fs.exists(target):
+            # No rename on object stores: the old files go first so no stale file remains
+            # next to the new ones. The manifest does not list the new checkpoint until after.
+            self.fs.rm(target, recursive=True)
+        for local, rel in _local_files(src):
+            self.fs.put_file(local, f"{target}/{rel}")
+
+    def _isdir(self, target: str) -> bool:
+        try:
+            return bool(self.fs.isdir(target))
+        except FileNotFoundError:
+            return False
+
+    def _check_size(self, src: str, target: str) -> None:
+        expected = os.path.getsize(src)
+        self.fs.invalidate_cache(target)
+        found = self.fs.size(target)
+        if found != expected:
+            raise StorageError(f"{self.fs.unstrip_protocol(target)}: uploaded {found} bytes, expected {expected}")
+
+    def delete(self, relpath: str) -> None:
+        """Delete a file or directory checkpoint; a missing one is not an error."""
+        try:
+            self.fs.rm(self._full(relpath), recursive=True)
+        except FileNotFoundError:
+            pass
+
+    # -- small files (the manifest) -----------------------------------------------------------
+    def read_bytes(self, relpath: str) -> bytes:
+        """Read a small file; ``FileNotFoundError`` when absent."""
+        return self.fs.cat_file(self._full(relpath))
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        """Write a small file in one request (one object PUT on object stores)."""
+        self.fs.pipe_file(self._full(relpath), data)
+
+    def exists(self, relpath: str) -> bool:
+        target = self._full(relpath)
+        self.fs.invalidate_cache(target)
+        return bool(self.fs.exists(target))
+
+    def locate(self, relpath: str) -> str:
+        """The URL of ``relpath``: the root URL as given, then the relative path."""
+        return f"{self.root}/{relpath}"
+
+    def __repr__(self) -> str:
+        return f"FsspecBackend({self.root!r})"
