@@ -92,7 +92,9 @@ def test_verbose_messages_as_keras(tmp_path, data, make_model, capsys):
     x, y = data
     model = make_model()
     path = tmp_path / "m.keras"
-    cb = ModelCheckpoint(str(path), monitor="loss", save_best_only=True, verbose=1, initial_value_threshold=100.0)
+    # "finished saving" is printed once the file is written: right away with a synchronous save.
+    cb = ModelCheckpoint(str(path), monitor="loss", save_best_only=True, verbose=1, initial_value_threshold=100.0,
+                         async_save=False)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[cb], verbose=0)
     out = capsys.readouterr().out
     assert f"Epoch 1: loss improved from 100.00000 to {cb.best:.5f}, saving model to {path}" in out
