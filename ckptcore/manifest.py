@@ -44,8 +44,10 @@ class ManifestEntry(BaseModel):
     @classmethod
     def _relative(cls, value: str) -> str:
         parts = value.split("/")
-        if not value or value.startswith("/") or ".." in parts or "\\" in value:
-            raise ValueError(f"path must be relative and stay under the root, got {value!r}")
+        if any(part in ("", ".", "..") for part in parts) or "\\" in value or "\x00" in value:
+            # "" also catches a leading "/"; "." would name the root itself (a delete of it
+            # would remove every checkpoint).
+            raise ValueError(f"path must be relative and stay under the root, naming something below it; got {value!r}")
         return value
 
 
@@ -121,6 +123,8 @@ class Manifest(BaseModel):
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{source}: not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ManifestError(f"{source}: not a manifest: JSON nested too deeply") from exc
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: expected a JSON object, got {type(data).__name__}")
         try:

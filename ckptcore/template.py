@@ -19,6 +19,9 @@ __all__ = ["FilepathTemplate", "split_root"]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _UNSAFE = re.compile(r"[/\\\x00]")
+_NUMBER = re.compile(r"\d+")
+#: The longest file or directory name most file systems accept, in bytes.
+NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ def _parse(template: str, filepath: str | None = None) -> tuple[_Field, ...]:
                 f"filepath: {filepath!r} nests a placeholder in the format spec of {{{name}}}; "
                 "allowed: a literal format spec, such as {val_loss:.3f}"
             )
+        if any(len(n) > 3 or int(n) > NAME_MAX for n in _NUMBER.findall(spec or "")):
+            raise TemplateError(
+                f"filepath: {filepath!r} asks for a width or precision over {NAME_MAX} in "
+                f"{{{name}:{spec}}}; allowed: format specs that fit in a file name, such as {{epoch:04d}}"
+            )
         fields.append(_Field(literal, name, spec or ""))
     return tuple(fields)
 
@@ -112,6 +120,8 @@ class FilepathTemplate:
     def __init__(self, filepath: str) -> None:
         if not isinstance(filepath, str) or not filepath.strip():
             raise TemplateError(f"filepath: got {filepath!r}; allowed: a non-empty path or URL string")
+        if "\x00" in filepath:
+            raise TemplateError(f"filepath: {filepath!r} holds a NUL character; allowed: a path without one")
         self.filepath = filepath
         self.root, self.relative = split_root(filepath)
         self._fields = _parse(self.relative, filepath)
@@ -172,6 +182,11 @@ class FilepathTemplate:
             raise TemplateError(
                 f"filepath: {self.filepath!r} renders to {relative!r}, which has an empty, '.' "
                 "or '..' path component; allowed: values that give every component a name"
+            )
+        if any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX for part in parts):
+            raise TemplateError(
+                f"filepath: {self.filepath!r} renders a name longer than {NAME_MAX} bytes "
+                f"({relative[:60]!r}...); allowed: shorter values or format specs"
             )
         return relative
 
