@@ -99,7 +99,10 @@ def split_root(filepath: str) -> tuple[str, str]:
         return "", filepath
     root = filepath[:cut]
     if _URL.match(filepath) and len(root) < len(filepath.split("://", 1)[0]) + 3:
-        raise TemplateError(f"filepath: {filepath!r} has no fixed bucket or root before a placeholder")
+        raise TemplateError(
+            f"filepath: {filepath!r} has no fixed bucket or root before a placeholder; "
+            "allowed: a URL such as 's3://bucket/run/w-{epoch}.keras'"
+        )
     if root == "" and filepath.startswith("/"):
         root = "/"
     return root, filepath[cut + 1 :]
@@ -129,7 +132,10 @@ class FilepathTemplate:
         if self.relative in ("", ".", "..") or self.relative.endswith("/"):
             raise TemplateError(f"filepath: {filepath!r} names a directory; allowed: a file name")
         if ".." in self.relative.split("/"):
-            raise TemplateError(f"filepath: {filepath!r} climbs out of its root with '..'")
+            raise TemplateError(
+                f"filepath: {filepath!r} climbs out of its root with '..'; allowed: a path that "
+                "stays below the directory before the first placeholder"
+            )
 
     @property
     def placeholders(self) -> tuple[str, ...]:
