@@ -172,7 +172,9 @@ def human_age(created_at: str, now: datetime | None = None) -> str:
 def _value(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "-" if value is None else str(value)
-    return f"{value:.5g}"
+    if value != 0 and not 1e-4 <= abs(value) < 1e6:
+        return f"{value:.4e}"
+    return f"{value:.5f}"
 
 
 def checkpoint_table(manifest: Manifest, title: str | None = None) -> Table:

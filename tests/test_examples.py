@@ -90,6 +90,7 @@ def test_custom_loop_with_callback_list(tmp_path):
 def _wandb_records():
     spec = importlib.util.spec_from_file_location("wandb_records", REPO / "tests" / "adapters" / "wandb_records.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("wandb_records", module)  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

@@ -47,7 +47,8 @@ def build_model() -> keras.Model:
         keras.layers.Dense(64, activation="relu"),
         keras.layers.Dense(10, activation="softmax"),
     ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     return model
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parse(argv)
     out = args.out or tempfile.mkdtemp(prefix="ckptcore-demo-")
     os.makedirs(out, exist_ok=True)
-    console = Console()
+    console = Console(soft_wrap=True)  # long paths stay on one line
     started = time.monotonic()
     keras.utils.set_random_seed(0)
     x_train, y_train, x_val, y_val, x_test, y_test = load(args.samples)
@@ -84,8 +85,10 @@ def main(argv: list[str] | None = None) -> float:
     engine = checkpoint.checkpointer
     console.print()
     console.print(checkpoint_table(engine.manifest, title=f"checkpoints in {engine.template.root}"))
-    console.print(f"W&B run {run.id} ({os.environ['WANDB_MODE']}): artifact "
-                  f"{checkpoint.artifact_name!r} with aliases latest, best, epoch_N, under {run.dir}")
+    run_dir = os.path.dirname(run.dir)
+    console.print(f"W&B run {run.id} ({os.environ['WANDB_MODE']}): {args.epochs} versions of artifact "
+                  f"{checkpoint.artifact_name!r}, aliased latest, epoch_N and best on improvement; "
+                  f"upload later with: wandb sync {run_dir}")
 
     best = engine.best()
     restored = keras.saving.load_model(best)
