@@ -342,3 +342,26 @@ def test_a_memory_url_without_manifest_is_a_one_line_error(memory_root):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no manifest.json" in lines[0]
+
+
+def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_root):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+
+    def write_dir(path: str) -> None:
+        os.makedirs(os.path.join(path, "variables"))
+        np.save(open(os.path.join(path, "variables", "w.npy"), "wb"), np.arange(6.0))
+        open(os.path.join(path, "saved_model.pb"), "wb").write(b"graph")
+        open(os.path.join(path, "fingerprint.pb"), "wb").write(b"fp")
+
+    with Checkpointer(memory_root + "/m-{epoch}", write=write_dir, monitor="loss") as ck:
+        ck.on_epoch_end(0, {"loss": 1.0})
+        ck.on_epoch_end(1, {"loss": 0.5})
+    result = invoke("verify", memory_root)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("ok ") == 2
+    fs.pipe_file(memory_root + "/m-1/variables/w.npy", b"changed")
+    result = invoke("verify", memory_root)
+    assert result.exit_code == 1
+    assert "BAD" in result.stderr and "m-1" in result.stderr and "m-2" not in result.stderr
