@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -365,3 +367,50 @@ def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_root):
     result = invoke("verify", memory_root)
     assert result.exit_code == 1
     assert "BAD" in result.stderr and "m-1" in result.stderr and "m-2" not in result.stderr
+
+
+# -- S3 (s3fs against moto's server on loopback), through the installed console script ---------
+@pytest.fixture
+def s3_root(monkeypatch):
+    """A fresh bucket on a moto S3 server on 127.0.0.1; yields (root URL, storage_options)."""
+    pytest.importorskip("s3fs")
+    server_mod = pytest.importorskip("moto.server")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        import s3fs
+
+        options = {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}, "use_listings_cache": False}
+        bucket = f"ckpt-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(**options).mkdir(bucket)
+        yield f"s3://{bucket}/run", options
+    finally:
+        server.stop()
+
+
+def test_console_script_on_s3_with_storage_options(s3_root):
+    url, options = s3_root
+    ck = train(url + "/w-{epoch:02d}.npy", keep_best=2, storage_options=options)
+    script = shutil.which("ckptcore", path=os.path.dirname(sys.executable))
+    assert script, "the ckptcore console script is not installed next to this Python"
+
+    def run(*args):
+        return subprocess.run([script, *args, "--storage-options", json.dumps(options)],
+                              capture_output=True, text=True, timeout=120)
+
+    listed = run("ls", url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["path"] for r in json.loads(listed.stdout)] == ["w-02.npy", "w-04.npy"]
+    best = run("best", url)
+    assert best.stdout.strip() == ck.best() == url + "/w-04.npy"
+    verified = run("verify", url)
+    assert verified.returncode == 0 and "2 ok" in verified.stdout
+    missing = run("ls", url.replace("/run", "/elsewhere"))
+    assert missing.returncode == 2
+    assert len(missing.stderr.strip().splitlines()) == 1 and "no manifest.json" in missing.stderr
