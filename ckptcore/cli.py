@@ -35,15 +35,7 @@ from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
 
-__all__ = [
-    "app",
-    "checkpoint_table",
-    "human_age",
-    "human_size",
-    "main",
-    "open_root",
-    "tree_digest",
-]
+__all__ = ["Root", "app", "checkpoint_table", "human_age", "human_size", "main", "open_root", "tree_digest"]
 
 _CHUNK = 1 << 20
 _URL_MARK = "://"
@@ -56,9 +48,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-RootArg = Annotated[
-    str, typer.Argument(help="Checkpoint root: a directory or fsspec URL holding manifest.json.")
-]
+RootArg = Annotated[str, typer.Argument(help="Checkpoint root: a directory or URL holding manifest.json.")]
 OptionsOpt = Annotated[
     Optional[str],
     typer.Option("--storage-options", help='JSON object for the storage backend, e.g. \'{"anon": true}\'.'),
@@ -207,11 +197,9 @@ def checkpoint_table(manifest: Manifest, title: str | None = None) -> Table:
     return table
 
 
-def _console(stderr: bool = False) -> Console:
+def _console() -> Console:
     # Piped output gets a wide console so that names are never cut; a terminal keeps its width.
-    stream = sys.stderr if stderr else sys.stdout
-    wide = None if stream.isatty() else 200
-    return Console(file=stream, width=wide, soft_wrap=False)
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
 
 
 # -- verifying ------------------------------------------------------------------------------------
