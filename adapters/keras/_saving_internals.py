@@ -218,7 +218,8 @@ def record(model: Any, capture: Capture, *, weights_only: bool) -> Record:
             target.config_json, target.metadata_json = saving_lib._serialize_model_as_json(model)
             assets = saving_lib.DiskIOStore(saving_lib._ASSETS_DIRNAME, mode="w")
             target.assets = assets
-            weakref.finalize(target, _remove_dir, assets.tmp_dir)
+            # Not at exit: a write still pending then (the writer finishes it) needs the files.
+            weakref.finalize(target, _remove_dir, assets.tmp_dir).atexit = False
         store = _recording_store_class()(target, capture)
         with _optimizers_hand_over_variables(model):
             saving_lib._save_state(model, weights_store=store, assets_store=assets,

@@ -58,7 +58,9 @@ class ModelCheckpoint(keras.callbacks.Callback):
     names) plus keyword-only extras of :class:`ckptcore.Checkpointer`: ``keep_last``,
     ``keep_best``, ``keep_every_n_epochs``, ``min_delta``, ``every_n_epochs``,
     ``every_seconds``, ``backends``, ``storage_options``, ``resume``, ``async_save``,
-    ``max_pending``, ``mode_hint``, ``save_on_preemption``.
+    ``max_pending``, ``mode_hint``, ``save_on_preemption``. Saves are non-blocking by default
+    (``async_save=True``: a host snapshot on the training thread, the write in the
+    background; see :mod:`ckptcore.adapters.keras.snapshot`); ``async_save=False`` opts out.
 
     Args:
         filepath: Path or URL template: ``{epoch}``, ``{batch}`` (1-based) and logs keys.
@@ -106,6 +108,7 @@ class ModelCheckpoint(keras.callbacks.Callback):
                 f"({type(save_weights_only).__name__}); allowed: True or False"
             )
         _check_extras(type(self).__name__, kwargs, self.extra_names)
+        kwargs.setdefault("async_save", True)  # host snapshot now, write in the background
         self._engine_args: dict[str, Any] = dict(
             monitor=monitor, verbose=verbose, save_best_only=save_best_only, mode=mode,
             save_freq=save_freq, initial_value_threshold=initial_value_threshold, **kwargs,

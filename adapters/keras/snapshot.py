@@ -162,6 +162,7 @@ class _MoveWrite:
         self._source = source
         self._tmpdir = tmpdir
         self._cleanup = weakref.finalize(self, shutil.rmtree, tmpdir, True)
+        self._cleanup.atexit = False  # a write pending at exit still needs the file
 
     def __call__(self, path: str) -> None:
         try:
