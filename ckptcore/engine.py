@@ -7,6 +7,7 @@ It decides (schedule, tracker), names (template), hands the write to the commit 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 import warnings
 from datetime import datetime, timezone
@@ -15,11 +16,11 @@ from typing import Any, Callable, Mapping
 from ckptcore.commit import Committer, load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError
-from ckptcore.manifest import Manifest, ManifestEntry
+from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.preemption import PreemptionGuard, preempted_name
 from ckptcore.retention import RetentionPolicy
-from ckptcore.retry import RetryPolicy
+from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.scalars import to_scalar
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
@@ -30,6 +31,37 @@ __all__ = ["Checkpointer"]
 
 log = logging.getLogger("ckptcore")
 WriteFn = Callable[[str], None]
+
+
+def _same_location(a: str, b: str) -> bool:
+    """Whether two paths or URLs name the same file (local paths compared absolute)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _distinct_names(backends: list[Any]) -> list[Any]:
+    """Give each backend a distinct ``name``: the manifest records checkpoints by it.
+
+    A later backend whose name is taken gets its root appended (``local:/mnt/backup``).
+
+    Raises:
+        ConfigError: The same storage is listed twice.
+    """
+    seen: set[str] = set()
+    for index, backend in enumerate(backends):
+        if any(backend is earlier for earlier in backends[:index]):
+            raise ConfigError(f"backends: {backend!r} is listed twice; allowed: each backend once")
+        if backend.name in seen:
+            label = f"{backend.name}:{getattr(backend, 'root', '')}"
+            if label in seen or label == f"{backend.name}:":
+                raise ConfigError(
+                    f"backends: {backend!r} repeats the storage of another backend named "
+                    f"{backend.name!r}; allowed: each storage once"
+                )
+            backend.name = label
+        seen.add(backend.name)
+    return backends
 
 
 def _new_run_id() -> str:
@@ -91,6 +123,11 @@ class Checkpointer:
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
         self.run_id = run_id or _new_run_id()
+        self._run_id_given = run_id is not None
+        # Set when resuming: the checkpoint resumed from (never pruned), and the backend and
+        # manifest of a resume source in another root (for latest()/best() until we save).
+        self._protected: list[str] = []
+        self._source: tuple[Any, Manifest] | None = None
         self.epoch = 0
         self._warned_missing = False
         # Tracker states saved before each best that has not reached storage yet, oldest first.
@@ -101,7 +138,8 @@ class Checkpointer:
         self.committer = Committer(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
-            manifest=manifest, retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
+            manifest=manifest, protected=self._protected,
+            retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
             raise ConfigError(f"filepath: {problem}")
@@ -120,27 +158,48 @@ class Checkpointer:
         # The root is a location, never a backend name: "ckpt/w.keras" has the root "ckpt".
         primary = resolve_backend(root if "://" in root else "local", root, **cfg.storage_options)
         extra = [resolve_backend(spec, root, **cfg.storage_options) for spec in cfg.backends]
-        return [primary, *extra]
+        return _distinct_names([primary, *extra])
 
     def _load_existing(self, primary: Any) -> Manifest | None:
-        cfg = self.config
-        if isinstance(cfg.resume, str):
-            from ckptcore.backends import resolve_backend
+        """Read the primary's manifest; with ``resume``, restore the state it (or the source) holds.
 
-            location = cfg.resume
-            if location.endswith(".json"):
-                location = location.rsplit("/", 1)[0] if "/" in location else ""
-            spec = location if "://" in location else "local"
-            source = resolve_backend(spec, location, **cfg.storage_options)
-            manifest = validate_manifest(load_manifest(source), cfg.resume)
-        else:
-            manifest = load_manifest(primary)
-            if cfg.resume:
-                validate_manifest(manifest, primary.locate("manifest.json"))
-        if cfg.resume and manifest is not None:
-            self.tracker.load_state_dict(manifest.tracker)
-            self.schedule.load_state_dict(manifest.schedule)
-        return manifest
+        Resuming from the same root continues the run that wrote the latest checkpoint, so
+        retention keeps counting its checkpoints, and protects that checkpoint. A source in
+        another root is only read: its checkpoints are not in this root's manifest, so they
+        are never pruned.
+        """
+        cfg = self.config
+        own = load_manifest(primary)
+        if not cfg.resume:
+            return own
+        source, manifest = primary, own
+        if isinstance(cfg.resume, str):
+            source = self._resume_backend(cfg.resume)
+            if _same_location(source.locate(MANIFEST_NAME), primary.locate(MANIFEST_NAME)):
+                source = primary
+            else:
+                manifest = load_manifest(source)
+        manifest = validate_manifest(manifest, cfg.resume if isinstance(cfg.resume, str)
+                                     else primary.locate(MANIFEST_NAME))
+        self.tracker.load_state_dict(manifest.tracker)
+        self.schedule.load_state_dict(manifest.schedule)
+        latest = manifest.latest()
+        if source is not primary:
+            self._source = (source, manifest)
+        elif latest is not None:
+            self._protected.append(latest.path)
+            if not self._run_id_given and latest.run_id:
+                self.run_id = latest.run_id
+        return own
+
+    def _resume_backend(self, resume: str) -> Any:
+        from ckptcore.backends import resolve_backend
+
+        location = resume
+        if location.endswith(".json"):
+            location = location.rsplit("/", 1)[0] if "/" in location else ""
+        spec = location if "://" in location else "local"
+        return resolve_backend(spec, location, **self.config.storage_options)
 
     # -- hooks --------------------------------------------------------------------------------
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -327,11 +386,13 @@ class Checkpointer:
     def _save_failed(self, exc: CheckpointSaveError) -> None:
         """Raise ``exc``, or report it when ``on_save_error="warn"`` and storage failed.
 
-        A failure whose cause is not an ``OSError`` (a bug in the write function, a model
-        that cannot be serialised) is raised either way: retrying next epoch cannot fix it.
+        A failure whose cause is neither an ``OSError`` nor a transient fault (a bug in the
+        write function, a model that cannot be serialised) is raised either way: retrying next
+        epoch cannot fix it.
         """
         cause = exc.__cause__
-        if self.config.on_save_error == "raise" or (cause is not None and not isinstance(cause, OSError)):
+        storage = cause is None or isinstance(cause, OSError) or is_transient(cause)
+        if self.config.on_save_error == "raise" or not storage:
             raise exc
         warnings.warn(f"{exc}; training goes on", CheckpointSaveWarning, stacklevel=5)
 
@@ -373,14 +434,30 @@ class Checkpointer:
         return self.committer.manifest
 
     def latest(self) -> str | None:
-        """Path or URL of the most recent checkpoint, or None."""
-        entry = self.manifest.latest()
-        return None if entry is None else self.committer.primary.locate(entry.path)
+        """Path or URL of the most recent checkpoint, or None.
+
+        After resuming from another root, and before saving here, the source's latest.
+        """
+        return self._locate(Manifest.latest)
 
     def best(self) -> str | None:
-        """Path or URL of the best checkpoint, or None."""
-        entry = self.manifest.best()
-        return None if entry is None else self.committer.primary.locate(entry.path)
+        """Path or URL of the best checkpoint, or None.
+
+        After resuming from another root, and until a checkpoint here beats it, the source's
+        best.
+        """
+        return self._locate(Manifest.best)
+
+    def _locate(self, pick: Callable[[Manifest], ManifestEntry | None]) -> str | None:
+        entry = pick(self.manifest)
+        if entry is not None:
+            return self.committer.primary.locate(entry.path)
+        if self._source is not None:
+            backend, manifest = self._source
+            entry = pick(manifest)
+            if entry is not None:
+                return backend.locate(entry.path)
+        return None
 
     def wait(self) -> None:
         """Block until pending background saves are committed; re-raise their failures."""
@@ -407,6 +484,8 @@ class Checkpointer:
             if self.manifest.entries:
                 self.committer.write_manifest()
             self.committer.close()
+            if self._source is not None:
+                self._source[0].close()
 
     def __enter__(self) -> "Checkpointer":
         return self
