@@ -7,7 +7,6 @@ becomes a version of a W&B artifact (type ``model``) with the aliases ``latest``
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ckptcore.errors import ConfigError, MissingDependencyError
@@ -15,8 +14,6 @@ from ckptcore.errors import ConfigError, MissingDependencyError
 from ckptcore.adapters.keras.callback import ModelCheckpoint
 
 __all__ = ["WandbModelCheckpoint"]
-
-_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 def _wandb() -> Any:
@@ -38,18 +35,6 @@ def _active_run() -> Any:
             "before creating the callback and keep the run open while training"
         )
     return run
-
-
-def _check_artifact_args(artifact_name: Any, artifact_type: Any) -> None:
-    if artifact_name is not None and (
-        not isinstance(artifact_name, str) or not _ARTIFACT_NAME.match(artifact_name)
-    ):
-        raise ConfigError(
-            f"artifact_name: got {artifact_name!r}; allowed: None (run_<run id>_model) or a name "
-            "of letters, digits, '-', '_' and '.'"
-        )
-    if not isinstance(artifact_type, str) or not artifact_type.strip():
-        raise ConfigError(f"artifact_type: got {artifact_type!r}; allowed: a non-empty string such as 'model'")
 
 
 class WandbModelCheckpoint(ModelCheckpoint):
@@ -89,22 +74,24 @@ class WandbModelCheckpoint(ModelCheckpoint):
     ) -> None:
         artifact_name = kwargs.pop("artifact_name", None)
         artifact_type = kwargs.pop("artifact_type", "model")
-        run = _active_run()
-        _check_artifact_args(artifact_name, artifact_type)
+        _active_run()
         super().__init__(
             filepath, monitor=monitor, verbose=verbose, save_best_only=save_best_only,
             save_weights_only=save_weights_only, mode=mode, save_freq=save_freq, options=options,
             initial_value_threshold=initial_value_threshold, **kwargs,
         )
-        self.artifact_name: str = artifact_name or f"run_{run.id}_model"
-        self.artifact_type: str = artifact_type
+        # Checks artifact_name/artifact_type now and fills in the default name; each engine
+        # (one per fit) gets a fresh backend of its own.
+        backend = self._wandb_backend(artifact_name, artifact_type)
+        self.artifact_name: str = backend.artifact_name
+        self.artifact_type: str = backend.artifact_type
+
+    def _wandb_backend(self, artifact_name: str | None, artifact_type: str) -> Any:
+        from ckptcore.backends.wandb import WandbBackend
+
+        return WandbBackend(self._root, artifact_name=artifact_name, artifact_type=artifact_type,
+                            run=_active_run())
 
     def _engine_backends(self) -> list[Any]:
         """A fresh W&B backend for each engine (one per ``fit``), then the user's backends."""
-        from ckptcore.backends.wandb import WandbBackend
-
-        wandb_backend = WandbBackend(
-            self._root, artifact_name=self.artifact_name, artifact_type=self.artifact_type,
-            run=_active_run(),
-        )
-        return [wandb_backend, *super()._engine_backends()]
+        return [self._wandb_backend(self.artifact_name, self.artifact_type), *super()._engine_backends()]

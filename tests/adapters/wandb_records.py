@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -45,6 +46,8 @@ def records(path: str) -> Iterator[bytes]:
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
         chunk = data[pos + _HEADER:pos + _HEADER + length]
+        if len(chunk) < length:  # still being written
+            return
         pos += _HEADER + length
         if kind == _FULL:
             yield chunk
@@ -56,14 +59,31 @@ def records(path: str) -> Iterator[bytes]:
             yield pieces + chunk
 
 
-def logged_artifacts(path: str) -> list[LoggedArtifact]:
-    """The artifacts a run logged, in order, from its ``.wandb`` file."""
+def _complete_records(path: str, timeout: float) -> list:
+    """The records of a finished run, waiting until its final ``exit`` record is on disk.
+
+    ``run.finish()`` can return before the W&B service has flushed the log.
+    """
     from wandb.proto import wandb_internal_pb2 as pb
 
+    deadline = time.monotonic() + timeout
+    while True:
+        parsed = []
+        for raw in records(path):
+            record = pb.Record()
+            record.ParseFromString(raw)
+            parsed.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in parsed):
+            return parsed
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: no exit record after {timeout:.0f} s; the run did not finish")
+        time.sleep(0.1)
+
+
+def logged_artifacts(path: str, timeout: float = 60.0) -> list[LoggedArtifact]:
+    """The artifacts a finished run logged, in order, from its ``.wandb`` file."""
     found = []
-    for raw in records(path):
-        record = pb.Record()
-        record.ParseFromString(raw)
+    for record in _complete_records(path, timeout):
         if record.WhichOneof("record_type") != "artifact":
             continue
         art = record.artifact
