@@ -164,3 +164,14 @@ def test_a_missing_sdk_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
     with pytest.raises(MissingDependencyError, match=r'pip install "ckptcore\[wandb\]"'):
         WandbBackend(str(tmp_path))
+
+
+def test_with_a_url_primary_wandb_logs_the_local_staged_copy(tmp_path, wandb_run, memory_url):
+    ck = Checkpointer(memory_url + "/w-{epoch}.bin", write=lambda p: _file(p, b"remote weights"),
+                      backends=["wandb"], on_save_error="raise")
+    ck.on_epoch_end(0, {"val_loss": 0.5})
+    ck.close()
+    assert ck.manifest.entries[0].backends == ["memory", "wandb"]
+    logged = finish_and_read(wandb_run)
+    assert logged[0].aliases == ["best", "epoch_1", "latest"]
+    assert stored_files(logged) == {"w-1.bin": b"remote weights"}
