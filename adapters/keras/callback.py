@@ -55,10 +55,9 @@ class ModelCheckpoint(keras.callbacks.Callback):
     """Save the Keras model or its weights during training, through the ckptcore engine.
 
     Takes the arguments of ``keras.callbacks.ModelCheckpoint`` (same meaning, same file
-    names) plus keyword-only extras of :class:`ckptcore.Checkpointer`: ``keep_last``,
-    ``keep_best``, ``keep_every_n_epochs``, ``min_delta``, ``every_n_epochs``,
-    ``every_seconds``, ``backends``, ``storage_options``, ``resume``, ``async_save``,
-    ``max_pending``, ``mode_hint``, ``save_on_preemption``. Saves are non-blocking by default
+    names) plus keyword-only extras of :class:`ckptcore.Checkpointer` (:data:`EXTRAS`:
+    ``keep_last``, ``keep_best``, ``min_delta``, ``every_n_epochs``, ``every_seconds``,
+    ``backends``, ``storage_options``, ``resume``, ``async_save``, ``max_pending``, ...). Saves are non-blocking by default
     (``async_save=True``: a host snapshot on the training thread, the write in the
     background; see :mod:`ckptcore.adapters.keras.snapshot`); ``async_save=False`` opts out.
 
