@@ -55,11 +55,19 @@ def digest(path: str) -> tuple[int, str]:
     return total, sha.hexdigest()
 
 
+def _discard(backend: Any, staged: str) -> None:
+    """Remove a staged copy, best effort: a failure here must not hide the save's outcome."""
+    try:
+        backend.discard(staged)
+    except OSError as exc:
+        log.warning("could not remove the staged copy %r: %s", staged, exc)
+
+
 def load_manifest(backend: Any) -> Manifest | None:
     """Read and validate the manifest of ``backend``; None when there is none."""
     try:
         data = backend.read_bytes(MANIFEST_NAME)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no root yet, or a file where it would be
         return None
     return Manifest.from_json(data, source=backend.locate(MANIFEST_NAME))
 
@@ -123,12 +131,16 @@ class Committer:
         try:
             write(staged)
             if not os.path.exists(staged):
-                raise FileNotFoundError(f"the write function wrote nothing to {staged!r}")
+                # A bug of the write function, not a storage fault: never just a warning.
+                raise ValueError(
+                    f"the write function wrote nothing to {staged!r}; it must write to exactly "
+                    "the path it is given (np.save, for one, appends '.npy' to other names)"
+                )
             entry.size, entry.sha256 = digest(staged)
             withdrawn, down = self._withdraw(relpath)
             location = self._commit_primary(staged, relpath, entry)
         except BaseException as exc:
-            primary.discard(staged)
+            _discard(primary, staged)
             if withdrawn is not None:
                 self._restore(*withdrawn)
             if isinstance(exc, CheckpointSaveError) or not isinstance(exc, Exception):
@@ -142,12 +154,13 @@ class Committer:
             failures = [f"{name} (manifest not writable)" for name in sorted(down)]
             failures += self._replicate(source, relpath, entry, down)
         finally:
-            primary.discard(staged)
+            _discard(primary, staged)
         failures += [f"{name} (manifest not writable)" for name in sorted(self._record(entry, down))]
         if failures:
             raise CheckpointSaveError(
                 relpath,
                 "committed to " + ", ".join(entry.backends) + " but failed on " + "; ".join(failures),
+                partial=True,
             )
         return entry
 

@@ -94,11 +94,14 @@ class CheckpointSaveError(StorageError):
 
     Attributes:
         checkpoint: The checkpoint's relative path.
+        partial: True when some backends committed it and others did not.
     """
 
-    def __init__(self, checkpoint: str, message: str) -> None:
+    def __init__(self, checkpoint: str, message: str, *, partial: bool = False) -> None:
         self.checkpoint = checkpoint
-        super().__init__(f"checkpoint {checkpoint!r} was not saved: {message}")
+        self.partial = partial
+        outcome = "was only partly saved" if partial else "was not saved"
+        super().__init__(f"checkpoint {checkpoint!r} {outcome}: {message}")
 
     def __str__(self) -> str:
         return str(self.args[0])
