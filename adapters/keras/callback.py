@@ -147,7 +147,8 @@ class ModelCheckpoint(keras.callbacks.Callback):
         from ckptcore.backends import resolve_backend
 
         root = FilepathTemplate(config.filepath).root
-        for spec in (root, *config.backends):
+        # The root is a location, as the engine takes it: a relative "ckpt" is not a backend name.
+        for spec in (root if "://" in root else "local", *config.backends):
             if isinstance(spec, str):
                 resolve_backend(spec, root, **config.storage_options).close()
 
