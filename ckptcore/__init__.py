@@ -9,6 +9,7 @@ from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
     CheckpointSaveError,
+    CheckpointSaveWarning,
     CkptcoreError,
     ConfigError,
     ManifestError,
@@ -37,6 +38,7 @@ __all__ = [
     "BestTracker",
     "CheckpointConfig",
     "CheckpointSaveError",
+    "CheckpointSaveWarning",
     "Checkpointer",
     "CkptcoreError",
     "ConfigError",

@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without keras in
 
 from ckptcore.adapters.keras.callback import EXTRAS, ModelCheckpoint
 from ckptcore.adapters.keras.formats import FORMATS
+from ckptcore.adapters.keras.loading import load_best, load_latest
 from ckptcore.adapters.keras.wandb_callback import WandbModelCheckpoint
 
-__all__ = ["EXTRAS", "FORMATS", "ModelCheckpoint", "WandbModelCheckpoint"]
+__all__ = ["EXTRAS", "FORMATS", "ModelCheckpoint", "WandbModelCheckpoint", "load_best", "load_latest"]
