@@ -79,7 +79,7 @@ class BaseBackend:
     :meth:`exists` and :meth:`locate`.
     """
 
-    name: ClassVar[str] = "base"
+    name: str = "base"
     can_delete: ClassVar[bool] = True
     keeps_manifest: ClassVar[bool] = True
 

@@ -66,7 +66,7 @@ class FsspecBackend(BaseBackend):
         name: The URL's scheme (``s3``, ``memory``, ...), as listed in the manifest.
     """
 
-    name: str = "fsspec"  # replaced by the URL's scheme per instance
+    name: str = "fsspec"  # each instance: its URL scheme
     can_delete: ClassVar[bool] = True
     keeps_manifest: ClassVar[bool] = True
 

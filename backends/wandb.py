@@ -115,7 +115,7 @@ class WandbBackend(BaseBackend):
         MissingDependencyError: The W&B SDK is not installed.
     """
 
-    name: ClassVar[str] = "wandb"
+    name: str = "wandb"
     can_delete: ClassVar[bool] = False
     keeps_manifest: ClassVar[bool] = False
 
