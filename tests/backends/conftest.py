@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
 
 import pytest
@@ -67,6 +68,24 @@ def memory_url():
     fs = fsspec.filesystem("memory")
     if fs.exists(url):
         fs.rm(url, recursive=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_wandb_service_after_the_module():
+    """Stop the W&B service a module started, and forget it.
+
+    ``wandb.init`` starts a service process and records it in ``WANDB_SERVICE`` in
+    ``os.environ``; a subprocess that a later test starts (a demo using W&B) would inherit it
+    and log into this process's service instead of its own.
+    """
+    before = os.environ.get("WANDB_SERVICE")
+    yield
+    if os.environ.get("WANDB_SERVICE") != before and "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+        if before is None:
+            os.environ.pop("WANDB_SERVICE", None)
+        else:
+            os.environ["WANDB_SERVICE"] = before
 
 
 @pytest.fixture
