@@ -182,15 +182,20 @@ def verify(root: str) -> dict[str, Any]:
     """Load every file under a final name below ``root``; check each manifest against the disk.
 
     Returns:
-        ``{"files": n, "problems": [...]}``; temporary names (``.ckpt-tmp-*``) are skipped.
+        ``{"files": n, "leftovers": m, "problems": [...]}``. Hidden names (``.ckpt-tmp-*`` and
+        other writers' temporary files) are never final names: they are counted, not loaded.
     """
     problems: list[str] = []
-    files = 0
+    files = leftovers = 0
     models: dict[str, Any] = {}
     for dirpath, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".ckpt-tmp-")]
+        leftovers += sum(d.startswith(".") for d in dirs)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in names:
-            if name == "manifest.json" or name.startswith(".ckpt-tmp-"):
+            if name == "manifest.json":
+                continue
+            if name.startswith("."):
+                leftovers += 1
                 continue
             files += 1
             path = os.path.join(dirpath, name)
@@ -202,7 +207,7 @@ def verify(root: str) -> dict[str, Any]:
                 problems.append(f"{path}: {type(exc).__name__}: {str(exc)[:120]}")
     for sub in SUBROOTS:
         problems += _check_manifest(os.path.join(root, sub))
-    return {"files": files, "problems": problems}
+    return {"files": files, "leftovers": leftovers, "problems": problems}
 
 
 # -- the parent ---------------------------------------------------------------------------------
@@ -215,6 +220,7 @@ class Summary:
     kills: int = 0
     corrupt: int = 0
     files_checked: int = 0
+    leftovers: int = 0
     not_ready: int = 0
     seconds: float = 0.0
     examples: list[str] = field(default_factory=list)
@@ -281,6 +287,7 @@ def run_mode(mode: str, kills: int, window: float, seed: int = 0, workdir: str |
                 summary.kills += 1
                 summary.not_ready += not became_ready
                 summary.files_checked += outcome["files"]
+                summary.leftovers = max(summary.leftovers, outcome["leftovers"])
                 if outcome["problems"]:
                     summary.corrupt += 1
                     summary.examples += outcome["problems"][:2]
@@ -293,9 +300,11 @@ def run_mode(mode: str, kills: int, window: float, seed: int = 0, workdir: str |
 
 
 def _table(summaries: list[Summary]) -> str:
-    lines = ["| mode | kills | corrupt outcomes | files checked |", "|---|---:|---:|---:|"]
+    lines = ["| mode | kills | corrupt outcomes | files checked | temporary files left (most at once) |",
+             "|---|---:|---:|---:|---:|"]
     for s in summaries:
-        lines.append(f"| {s.mode} | {s.kills} | {s.corrupt} ({100 * s.corrupt / max(s.kills, 1):.0f}%) | {s.files_checked} |")
+        share = 100 * s.corrupt / max(s.kills, 1)
+        lines.append(f"| {s.mode} | {s.kills} | {s.corrupt} ({share:.0f}%) | {s.files_checked} | {s.leftovers} |")
     return "\n".join(lines)
 
 

@@ -42,12 +42,12 @@ def _write_npy_root(root) -> None:
 def test_the_check_rejects_a_torn_file_and_a_manifest_that_disagrees(tmp_path, ctx):
     _write_npy_root(tmp_path)
     with ctx.Pool(1) as pool:
-        assert pool.apply(harness.verify, (str(tmp_path),)) == {"files": 2, "problems": []}
+        assert pool.apply(harness.verify, (str(tmp_path),)) == {"files": 2, "leftovers": 0, "problems": []}
         torn = tmp_path / "every" / "w-2.npy"
         torn.write_bytes(torn.read_bytes()[:100])  # what an in-place write leaves when killed
         (tmp_path / "every" / ".ckpt-tmp-0123-w-3.npy").write_bytes(b"partial")  # ignored
         outcome = pool.apply(harness.verify, (str(tmp_path),))
-        assert outcome["files"] == 2
+        assert outcome["files"] == 2 and outcome["leftovers"] == 1
         assert any("w-2.npy" in p and "Error" in p for p in outcome["problems"])
         assert any("w-2.npy" in p and "sha256" in p for p in outcome["problems"])
         manifest = tmp_path / "every" / "manifest.json"

@@ -190,3 +190,53 @@ def test_a_signal_during_a_save_waits_until_that_save_is_committed(tmp_path, cap
     entries = _entries(tmp_path)
     assert list(entries) == ["w-1.npy"], "nothing new ran since that save: no second checkpoint"
     _assert_agrees_with_disk(tmp_path, entries)
+
+
+KERAS_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import keras, numpy as np
+    from ckptcore.adapters.keras import ModelCheckpoint
+
+    class ParkMidEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 2 and batch == 1:  # epoch 3, after its second batch
+                print("ready", flush=True)
+                for _ in range(3000):
+                    time.sleep(0.01)
+                sys.exit(3)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    checkpoint = ModelCheckpoint(sys.argv[1] + "/m-{epoch}.keras", monitor="loss", every_n_epochs=2,
+                                 save_on_preemption=True)
+    model.fit(x, x[:, :1], epochs=100, batch_size=8, verbose=0, callbacks=[checkpoint, ParkMidEpoch()])
+    """
+)
+
+
+def test_keras_fit_saves_a_final_checkpoint_on_sigterm(tmp_path):
+    keras_adapter = pytest.importorskip("ckptcore.adapters.keras")
+    script = tmp_path / "child.py"
+    script.write_text(KERAS_CHILD)
+    root = tmp_path / "root"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.strip() == "ready":
+            proc.send_signal(signal.SIGTERM)
+            break
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, err[-2000:]
+    entries = _entries(root)
+    assert list(entries) == ["m-2.keras", "m-3.keras"], "the epoch-2 save and the final one"
+    assert entries["m-3.keras"]["epoch"] == 3 and not entries["m-3.keras"]["is_best"]
+    _assert_agrees_with_disk(root, entries)
+    restored = keras_adapter.load_latest(root)
+    assert restored.count_params() == 4 * 8 + 8 + 8 + 1
