@@ -1,0 +1,177 @@
+"""Turn benchmark records into ``results.json``, ``results.md`` and ``blocked_vs_size.png``."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from typing import Any
+
+from benchmarks.contenders import LABELS
+
+__all__ = ["targets", "write_report"]
+
+TARGET_MB = 227  # the model of the issue: 227 MB of weights and Adam state
+
+
+def _sweep(records: list[dict], name: str) -> dict[float, dict]:
+    return {r["target_mb"]: r for r in records if r["scenario"] == "sweep" and r["contender"] == name}
+
+
+def _fitcost(records: list[dict], name: str) -> list[dict]:
+    return [r for r in records if r["scenario"] == "fitcost" and r["contender"] == name]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b in (None, 0) else a / b
+
+
+def _closest(rows: dict[float, dict], size: float) -> dict | None:
+    return rows[min(rows, key=lambda s: abs(s - size))] if rows else None
+
+
+def targets(records: list[dict]) -> list[dict[str, Any]]:
+    """The issue's targets as measured ratios, each with its limit and whether it is met."""
+    out = []
+
+    def add(name: str, value: float | None, limit: float, how: str) -> None:
+        out.append({"target": name, "value": value, "limit": limit, "met": value is not None and value <= limit,
+                    "how": how})
+
+    ours, keras_, none = _sweep(records, "ckpt_async"), _sweep(records, "keras"), _sweep(records, "none")
+    at = {k: _closest(v, TARGET_MB) for k, v in (("ours", ours), ("keras", keras_), ("none", none))}
+    size = f"{at['ours']['state_mb']:.0f} MB model" if at["ours"] else "model"
+    blocked = at["ours"]["blocked_median_s"] if at["ours"] else None
+    add("blocked per save vs keras ModelCheckpoint", _ratio(blocked, at["keras"] and at["keras"]["blocked_median_s"]),
+        0.15, f"median time in on_epoch_end, .keras, {size}")
+    snap = at["ours"] and at["ours"].get("snapshot_median_s")
+    add("host snapshot alone vs keras ModelCheckpoint", _ratio(snap, at["keras"] and at["keras"]["blocked_median_s"]),
+        0.15, f"median time taking the snapshot (blocked time less any wait for a free writer slot), {size}")
+    add("blocked per save vs a plain host copy", _ratio(blocked, at["none"] and at["none"].get("host_copy_median_s")),
+        1.5, f"plain copy = keras.ops.convert_to_numpy of every weight and optimizer variable, {size}")
+    fit = {n: [r["fit_s"] for r in _fitcost(records, n)] for n in ("none", "ckpt_async", "ckpt_async_s3")}
+    med = {n: statistics.median(v) if v else None for n, v in fit.items()}
+    add("fit wall time, save every epoch, vs no callback", _ratio(med["ckpt_async"], med["none"]), 1.02,
+        "median over rounds, small model, many batches per epoch")
+    add("fit wall time, every epoch to S3 vs local only", _ratio(med["ckpt_async_s3"], med["ckpt_async"]), 1.10,
+        "same fits; S3 = moto server on loopback")
+    s3 = _closest(_sweep(records, "ckpt_async_s3"), TARGET_MB)
+    add(f"fit wall time to S3 vs local, {size}", _ratio(s3 and s3["fit_s"], at["ours"] and at["ours"]["fit_s"]),
+        1.10, "sweep fits (few steps per epoch, so saving dominates)")
+    worst = None
+    for mb, row in ours.items():
+        if mb in none and row["peak_rss_mb"] and none[mb]["peak_rss_mb"]:
+            extra = (row["peak_rss_mb"] - none[mb]["peak_rss_mb"]) / row["state_mb"]
+            worst = extra if worst is None else max(worst, extra)
+    add("extra peak memory per pending save, in snapshots of the state", worst, 1.0,
+        "(peak RSS async - peak RSS no callback) / state size, worst over sizes, max_pending=1")
+    return out
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _grid(records: list[dict], names: list[str], sizes: list[float], cell) -> list[str]:
+    head = "| contender | " + " | ".join(f"{s:g} MB" for s in sizes) + " |"
+    lines = [head, "|" + "---|" * (len(sizes) + 1)]
+    for name in names:
+        rows = _sweep(records, name)
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cell(rows.get(s)) for s in sizes) + " |")
+    return lines
+
+
+def _markdown(records: list[dict], meta: dict) -> str:
+    names = [n for n in LABELS if any(r["contender"] == n for r in records)]
+    sizes = sorted({r["target_mb"] for r in records if r["scenario"] == "sweep"})
+    none = _sweep(records, "none")
+    state = " · ".join(f"{s:g} → {none[s]['state_mb']:.0f} MB" for s in sizes if s in none)
+    out = [f"Keras backend: {meta['keras_backend']}; {meta['machine']}; "
+           f"versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.", ""]
+    out += ["### Targets", "", "| target | measured | limit | met | how |", "|---|---|---|---|---|"]
+    for t in targets(records):
+        out.append(f"| {t['target']} | {_fmt(t['value'], '.3f')} | {t['limit']:g} | "
+                   f"{'yes' if t['met'] else 'no'} | {t['how']} |")
+    out += ["", f"### Training-thread time blocked per save (median, ms); state sizes: {state}", ""]
+    out += _grid(records, names[1:], sizes, lambda r: _fmt(r and r["blocked_median_s"] * 1e3, ".0f"))
+    out.append("| plain host copy (reference) | " + " | ".join(
+        _fmt(none.get(s, {}).get("host_copy_median_s") and none[s]["host_copy_median_s"] * 1e3, ".0f")
+        for s in sizes) + " |")
+    out += ["", "Of which ckptcore's host snapshot (median, ms; the rest is waiting for a free writer "
+            "slot, i.e. back-pressure, plus the engine's own work):", ""]
+    out += _grid(records, [n for n in names if n.startswith("ckpt_async")], sizes,
+                 lambda r: _fmt(r and r.get("snapshot_median_s") and r["snapshot_median_s"] * 1e3, ".0f"))
+    out += ["", f"### `fit` wall time (s), {meta['plan']['epochs']} epochs of "
+            f"{meta['plan']['sweep_steps']} steps, a save at each", ""]
+    out += _grid(records, names, sizes, lambda r: _fmt(r and r["fit_s"], ".2f"))
+    out += ["", "### Time in `on_train_end` (s): pending saves finished", ""]
+    out += _grid(records, names[1:], sizes, lambda r: _fmt(r and r["train_end_s"], ".2f"))
+    out += ["", "### Peak RSS during `fit` (MB)", ""]
+    out += _grid(records, names, sizes, lambda r: _fmt(r and r["peak_rss_mb"], ".0f"))
+    out += ["", "### Checkpoints complete when `fit` returned", ""]
+    out += _grid(records, names[1:], sizes, lambda r: f"{r['files_complete']}/{r['files_expected']}" if r else "n/a")
+    out += ["", _fitcost_table(records, names, meta)]
+    if meta["unavailable"]:
+        out += ["", "### Not measured", ""] + [f"- {k}: {v}" for k, v in meta["unavailable"].items()]
+    return "\n".join(out) + "\n"
+
+
+def _fitcost_table(records: list[dict], names: list[str], meta: dict) -> str:
+    rows = [r for r in records if r["scenario"] == "fitcost"]
+    if not rows:
+        return ""
+    base = statistics.median([r["fit_s"] for r in _fitcost(records, "none")] or [float("nan")])
+    steps = rows[0]["steps_per_epoch"]
+    lines = [f"### Small model ({rows[0]['state_mb']:.1f} MB state), {steps} batches per epoch, "
+             f"{rows[0]['epochs']} epochs, {meta['plan']['rounds']} rounds", "",
+             "| contender | fit (s, median) | vs no callback | blocked per save (ms, median) |", "|---|---|---|---|"]
+    for name in names:
+        fits = [r["fit_s"] for r in _fitcost(records, name)]
+        if not fits:
+            continue
+        blocked = [b for r in _fitcost(records, name) for b in r["blocked_s"]]
+        med = statistics.median(fits)
+        lines.append(f"| {LABELS.get(name, name)} | {med:.2f} | {med / base:.3f} | "
+                     f"{_fmt(statistics.median(blocked) * 1e3 if blocked else None, '.1f')} |")
+    return "\n".join(lines)
+
+
+def _plot(records: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for name, label in LABELS.items():
+        rows = sorted(_sweep(records, name).values(), key=lambda r: r["state_mb"])
+        points = [(r["state_mb"], r["blocked_median_s"]) for r in rows if r["blocked_median_s"] > 0]
+        if name != "none" and points:
+            ax.plot(*zip(*points), marker="o", label=label,
+                    linestyle="-" if name.startswith("ckpt_async") else "--")
+    copy = sorted(_sweep(records, "none").values(), key=lambda r: r["state_mb"])
+    if copy:
+        ax.plot([r["state_mb"] for r in copy], [r["host_copy_median_s"] for r in copy], color="black",
+                linestyle=":", marker="x", label="plain host copy (reference)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model + optimizer state (MB)")
+    ax.set_ylabel("training thread blocked per save (s, median)")
+    ax.set_title("What one checkpoint save costs the training thread")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(records: list[dict], meta: dict, folder: str) -> list[str]:
+    """Write the JSON, markdown and PNG files; return their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, n) for n in ("results.json", "results.md", "blocked_vs_size.png")]
+    with open(paths[0], "w", encoding="utf-8") as fh:
+        json.dump({"meta": meta, "targets": targets(records), "records": records}, fh, indent=1)
+    with open(paths[1], "w", encoding="utf-8") as fh:
+        fh.write(_markdown(records, meta))
+    _plot(records, paths[2])
+    return paths
