@@ -207,6 +207,7 @@ def verify(root: str) -> dict[str, Any]:
                 problems.append(f"{path}: {type(exc).__name__}: {str(exc)[:120]}")
     for sub in SUBROOTS:
         problems += _check_manifest(os.path.join(root, sub))
+    problems = [p.replace(root + os.sep, "").replace(root, ".") for p in problems]
     return {"files": files, "leftovers": leftovers, "problems": problems}
 
 
@@ -308,6 +309,23 @@ def _table(summaries: list[Summary]) -> str:
     return "\n".join(lines)
 
 
+def _record(args: argparse.Namespace, summaries: list[Summary]) -> dict[str, Any]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("ckptcore", "keras", "tensorflow-cpu", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return {
+        "kills_per_mode": args.kills, "window_s": args.window, "seed": args.seed,
+        "python": platform.python_version(), "cpus": os.cpu_count(), "versions": versions,
+        "results": [asdict(s) for s in summaries],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: " + ", ".join(MODES))
@@ -327,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump([asdict(s) for s in summaries], fh, indent=2)
+            json.dump(_record(args, summaries), fh, indent=2)
     return 0
 
 
