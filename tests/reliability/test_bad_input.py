@@ -257,3 +257,22 @@ def test_bad_keras_callback_arguments_name_the_argument(tmp_path, arguments, nam
     assert isinstance(info.value, ConfigError), type(info.value)
     assert name in str(info.value) and shown in str(info.value), str(info.value)
     assert _everything_under(tmp_path) == set()
+
+
+def test_keras_refuses_to_replace_a_directory_it_did_not_write(tmp_path):
+    keras = pytest.importorskip("keras")
+    from ckptcore.adapters.keras import ModelCheckpoint
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("the user's own file")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    target = folder if keras.backend.backend() == "tensorflow" else folder / "m.keras"
+    if target != folder:
+        (folder / "m.keras").mkdir()
+        (folder / "m.keras" / "keep.txt").write_text("not a checkpoint")
+    with pytest.raises(ConfigError, match=r"filepath: .* existing directory"):
+        model.fit(np.zeros((8, 4)), np.zeros((8, 1)), epochs=2, verbose=0,
+                  callbacks=[ModelCheckpoint(str(target), monitor="loss")])
+    assert (folder / "notes.txt").read_text() == "the user's own file"
