@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import os
 import resource
@@ -206,7 +207,7 @@ def test_a_secondary_whose_manifest_cannot_be_written_never_lists_what_it_lacks(
     assert flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json") == before
     remote_best = flaky_fs.fs.cat_file(f"{flaky_fs.url}/best.npy")
     listed = Manifest.from_json(before).entries[0]
-    assert listed.sha256 == __import__("hashlib").sha256(remote_best).hexdigest(), \
+    assert listed.sha256 == hashlib.sha256(remote_best).hexdigest(), \
         "the remote manifest still agrees with the remote file: it was not replaced"
     ck.close()
     assert np.load(tmp_path / "best.npy")[0] == 2.0
@@ -330,7 +331,7 @@ def test_a_full_store_reports_the_checkpoint(tmp_path, quota_fs):
     remote = Manifest.from_json(fs.cat_file(f"{quota_fs.url}/manifest.json"))
     assert len(remote.entries) >= 1
     for entry in remote.entries:
-        assert digest(str(tmp_path / entry.path))[1] == __import__("hashlib").sha256(
+        assert digest(str(tmp_path / entry.path))[1] == hashlib.sha256(
             fs.cat_file(f"{quota_fs.url}/{entry.path}")).hexdigest()
     assert fs.used() <= quota_fs.quota
 
