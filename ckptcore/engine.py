@@ -7,17 +7,15 @@ It decides (schedule, tracker), names (template), hands the write to the commit 
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 import warnings
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from ckptcore.commit import Committer, load_manifest, validate_manifest
+from ckptcore.commit import Committer
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError
-from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
+from ckptcore.opening import make_backends, open_root
 from ckptcore.preemption import PreemptionGuard, preempted_name
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy, is_transient
@@ -31,41 +29,6 @@ __all__ = ["Checkpointer"]
 
 log = logging.getLogger("ckptcore")
 WriteFn = Callable[[str], None]
-
-
-def _same_location(a: str, b: str) -> bool:
-    """Whether two paths or URLs name the same file (local paths compared absolute)."""
-    if "://" in a or "://" in b:
-        return a.rstrip("/") == b.rstrip("/")
-    return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _distinct_names(backends: list[Any]) -> list[Any]:
-    """Give each backend a distinct ``name``: the manifest records checkpoints by it.
-
-    A later backend whose name is taken gets its root appended (``local:/mnt/backup``).
-
-    Raises:
-        ConfigError: The same storage is listed twice.
-    """
-    seen: set[str] = set()
-    for index, backend in enumerate(backends):
-        if any(backend is earlier for earlier in backends[:index]):
-            raise ConfigError(f"backends: {backend!r} is listed twice; allowed: each backend once")
-        if backend.name in seen:
-            label = f"{backend.name}:{getattr(backend, 'root', '')}"
-            if label in seen or label == f"{backend.name}:":
-                raise ConfigError(
-                    f"backends: {backend!r} repeats the storage of another backend named "
-                    f"{backend.name!r}; allowed: each storage once"
-                )
-            backend.name = label
-        seen.add(backend.name)
-    return backends
-
-
-def _new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 class Checkpointer:
@@ -122,23 +85,20 @@ class Checkpointer:
         self.retention = RetentionPolicy(cfg.keep_last, cfg.keep_best, cfg.keep_every_n_epochs)
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
-        self.run_id = run_id or _new_run_id()
-        self._run_id_given = run_id is not None
-        # Set when resuming: the checkpoint resumed from (never pruned), and the backend and
-        # manifest of a resume source in another root (for latest()/best() until we save).
-        self._protected: list[str] = []
-        self._source: tuple[Any, Manifest] | None = None
         self.epoch = 0
         self._warned_missing = False
         # Tracker states saved before each best that has not reached storage yet, oldest first.
         self._best_chain: list[dict[str, Any]] = []
         self._closed = False
-        backends = self._make_backends()
-        manifest = self._load_existing(backends[0])
+        backends = make_backends(self.template, cfg)
+        opened = open_root(backends[0], cfg, self.tracker, self.schedule, run_id)
+        self.run_id = opened.run_id
+        # A resume source in another root: its backend and manifest, for latest()/best().
+        self._source = opened.source
         self.committer = Committer(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
-            manifest=manifest, protected=self._protected,
+            manifest=opened.manifest, protected=opened.protected,
             retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
@@ -148,58 +108,6 @@ class Checkpointer:
         self._guard = PreemptionGuard(self._save_on_preemption)
         if cfg.save_on_preemption:
             self._guard.install()
-
-    # -- construction helpers -----------------------------------------------------------------
-    def _make_backends(self) -> list[Any]:
-        from ckptcore.backends import resolve_backend  # the registry imports plug-ins lazily
-
-        cfg = self.config
-        root = self.template.root
-        # The root is a location, never a backend name: "ckpt/w.keras" has the root "ckpt".
-        primary = resolve_backend(root if "://" in root else "local", root, **cfg.storage_options)
-        extra = [resolve_backend(spec, root, **cfg.storage_options) for spec in cfg.backends]
-        return _distinct_names([primary, *extra])
-
-    def _load_existing(self, primary: Any) -> Manifest | None:
-        """Read the primary's manifest; with ``resume``, restore the state it (or the source) holds.
-
-        Resuming from the same root continues the run that wrote the latest checkpoint, so
-        retention keeps counting its checkpoints, and protects that checkpoint. A source in
-        another root is only read: its checkpoints are not in this root's manifest, so they
-        are never pruned.
-        """
-        cfg = self.config
-        own = load_manifest(primary)
-        if not cfg.resume:
-            return own
-        source, manifest = primary, own
-        if isinstance(cfg.resume, str):
-            source = self._resume_backend(cfg.resume)
-            if _same_location(source.locate(MANIFEST_NAME), primary.locate(MANIFEST_NAME)):
-                source = primary
-            else:
-                manifest = load_manifest(source)
-        manifest = validate_manifest(manifest, cfg.resume if isinstance(cfg.resume, str)
-                                     else primary.locate(MANIFEST_NAME))
-        self.tracker.load_state_dict(manifest.tracker)
-        self.schedule.load_state_dict(manifest.schedule)
-        latest = manifest.latest()
-        if source is not primary:
-            self._source = (source, manifest)
-        elif latest is not None:
-            self._protected.append(latest.path)
-            if not self._run_id_given and latest.run_id:
-                self.run_id = latest.run_id
-        return own
-
-    def _resume_backend(self, resume: str) -> Any:
-        from ckptcore.backends import resolve_backend
-
-        location = resume
-        if location.endswith(".json"):
-            location = location.rsplit("/", 1)[0] if "/" in location else ""
-        spec = location if "://" in location else "local"
-        return resolve_backend(spec, location, **self.config.storage_options)
 
     # -- hooks --------------------------------------------------------------------------------
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:

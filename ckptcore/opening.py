@@ -1,0 +1,132 @@
+"""Opening a checkpoint root: the backends, the existing manifest and what ``resume`` restores."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ckptcore.commit import load_manifest, validate_manifest
+from ckptcore.config import CheckpointConfig
+from ckptcore.errors import ConfigError
+from ckptcore.manifest import MANIFEST_NAME, Manifest
+from ckptcore.schedule import SaveSchedule
+from ckptcore.template import FilepathTemplate
+from ckptcore.tracker import BestTracker
+
+__all__ = ["Opened", "make_backends", "new_run_id", "open_root"]
+
+
+def new_run_id() -> str:
+    """A fresh, sortable engine-session id."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def _same_location(a: str, b: str) -> bool:
+    """Whether two paths or URLs name the same file (local paths compared absolute)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _distinct_names(backends: list[Any]) -> list[Any]:
+    """Give each backend a distinct ``name``: the manifest records checkpoints by it.
+
+    A later backend whose name is taken gets its root appended (``local:/mnt/backup``).
+
+    Raises:
+        ConfigError: The same storage is listed twice.
+    """
+    seen: set[str] = set()
+    for index, backend in enumerate(backends):
+        if any(backend is earlier for earlier in backends[:index]):
+            raise ConfigError(f"backends: {backend!r} is listed twice; allowed: each backend once")
+        if backend.name in seen:
+            label = f"{backend.name}:{getattr(backend, 'root', '')}"
+            if label in seen or label == f"{backend.name}:":
+                raise ConfigError(
+                    f"backends: {backend!r} repeats the storage of another backend named "
+                    f"{backend.name!r}; allowed: each storage once"
+                )
+            backend.name = label
+        seen.add(backend.name)
+    return backends
+
+
+def _location_backend(location: str, config: CheckpointConfig) -> Any:
+    from ckptcore.backends import resolve_backend  # the registry imports plug-ins lazily
+
+    # A root is a location, never a backend name: "ckpt/w.keras" has the root "ckpt".
+    spec = location if "://" in location else "local"
+    return resolve_backend(spec, location, **config.storage_options)
+
+
+def make_backends(template: FilepathTemplate, config: CheckpointConfig) -> list[Any]:
+    """The primary backend (from the template's root) followed by ``config.backends``."""
+    from ckptcore.backends import resolve_backend
+
+    root = template.root
+    primary = _location_backend(root, config)
+    extra = [resolve_backend(spec, root, **config.storage_options) for spec in config.backends]
+    return _distinct_names([primary, *extra])
+
+
+@dataclass
+class Opened:
+    """What opening a root found.
+
+    Attributes:
+        manifest: The primary root's manifest, if it has one.
+        run_id: The run to continue (the resumed run's id, or the given/new one).
+        protected: Paths never to prune (the checkpoint resumed from).
+        source: The backend and manifest of a resume source in another root, if any.
+    """
+
+    manifest: Manifest | None
+    run_id: str
+    protected: list[str] = field(default_factory=list)
+    source: tuple[Any, Manifest] | None = None
+
+
+def open_root(
+    primary: Any,
+    config: CheckpointConfig,
+    tracker: BestTracker,
+    schedule: SaveSchedule,
+    run_id: str | None,
+) -> Opened:
+    """Read the primary's manifest; with ``resume``, restore the state it (or the source) holds.
+
+    Resuming from the same root continues the run that wrote the latest checkpoint, so
+    retention keeps counting its checkpoints, and protects that checkpoint. A source in
+    another root is only read: its checkpoints are not in this root's manifest, so they are
+    never pruned.
+    """
+    own = load_manifest(primary)
+    opened = Opened(own, run_id or new_run_id())
+    if not config.resume:
+        return opened
+    source, manifest = primary, own
+    if isinstance(config.resume, str):
+        location = config.resume
+        if location.endswith(".json"):
+            location = location.rsplit("/", 1)[0] if "/" in location else ""
+        source = _location_backend(location, config)
+        if _same_location(source.locate(MANIFEST_NAME), primary.locate(MANIFEST_NAME)):
+            source = primary
+        else:
+            manifest = load_manifest(source)
+    where = config.resume if isinstance(config.resume, str) else primary.locate(MANIFEST_NAME)
+    manifest = validate_manifest(manifest, where)
+    tracker.load_state_dict(manifest.tracker)
+    schedule.load_state_dict(manifest.schedule)
+    latest = manifest.latest()
+    if source is not primary:
+        opened.source = (source, manifest)
+    elif latest is not None:
+        opened.protected.append(latest.path)
+        if run_id is None and latest.run_id:
+            opened.run_id = latest.run_id
+    return opened
