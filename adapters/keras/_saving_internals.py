@@ -290,7 +290,7 @@ def write_keras_archive(target: Record, path: str) -> None:
             member.write(target.metadata_json.encode())
         with zf.open(saving_lib._CONFIG_FILENAME, "w") as member:
             member.write(target.config_json.encode())
-        fd, weights_path = tempfile.mkstemp(prefix=".weights-", suffix=".h5",
+        fd, weights_path = tempfile.mkstemp(prefix=".ckpt-tmp-weights-", suffix=".h5",
                                             dir=os.path.dirname(os.path.abspath(path)))
         os.close(fd)
         try:
