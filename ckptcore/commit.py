@@ -10,6 +10,15 @@ next manifest write never leaves the manifest vouching for bytes that are gone.
 Backend calls are retried on transient faults (:mod:`ckptcore.retry`). A backend that still
 fails is skipped for the rest of that save; each secondary backend's manifest lists only the
 checkpoints that backend holds.
+
+Several runs may share a root (two checkpointers, or two Keras callbacks such as a fixed
+``best.keras`` one and an ``m-{epoch}.keras`` one). Each manifest write therefore re-reads the
+manifest stored there and merges (:func:`ckptcore.manifest.merge_manifests`): this run's
+entries come from memory, other runs' from the stored copy. Within one process, Committers on
+the same manifest location serialise their read-merge-write on a module-level lock. Across
+processes a small race remains: two processes that read the manifest before either writes
+it each write a merge that lacks the other's newest entry (the files stay; the entry is back
+in the manifest at that run's next write, since a run always writes all its own entries).
 """
 
 from __future__ import annotations
@@ -19,10 +28,11 @@ import logging
 import os
 import threading
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
-from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
 from ckptcore.modes import Direction
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy
@@ -31,6 +41,14 @@ __all__ = ["Committer", "digest"]
 
 log = logging.getLogger("ckptcore")
 _CHUNK = 1 << 20
+_LOCATION_LOCKS: dict[str, threading.Lock] = {}
+_LOCATION_LOCKS_GUARD = threading.Lock()
+
+
+def _location_lock(location: str) -> threading.Lock:
+    """The lock serialising read-merge-write of the manifest at ``location`` in this process."""
+    with _LOCATION_LOCKS_GUARD:
+        return _LOCATION_LOCKS.setdefault(location, threading.Lock())
 
 
 def digest(path: str) -> tuple[int, str]:
@@ -108,6 +126,9 @@ class Committer:
         if run_id not in self.manifest.runs:
             self.manifest.runs.append(run_id)
         self.lock = threading.RLock()
+        # Paths whose entry (or absence) this run decides even if another run wrote them:
+        # one being replaced (withdrawn), or another run's entry put back after a failed replace.
+        self._owned: set[str] = set()
 
     @property
     def primary(self) -> Any:
@@ -199,9 +220,11 @@ class Committer:
                 return None, set()
             index = self.manifest.entries.index(old)
             self.manifest.remove(relpath)
+            self._owned.add(relpath)
             down = self.write_manifest()
             if self.primary.name in down:
                 self.manifest.entries.insert(index, old)
+                self._owned.discard(relpath)
                 raise StorageError(f"could not update the manifest on {self.primary.name} before replacing {relpath!r}")
         return (index, old), down
 
@@ -210,7 +233,8 @@ class Committer:
         with self.lock:
             if self.manifest.get(old.path) is None:
                 self.manifest.entries.insert(min(index, len(self.manifest.entries)), old)
-            self.write_manifest()
+            if not self.write_manifest() and old.run_id != self.run_id:
+                self._owned.discard(old.path)  # stored again: the other run's copy rules it now
 
     def _replicate(self, location: str, relpath: str, entry: ManifestEntry, down: set[str]) -> list[str]:
         failures = []
@@ -232,6 +256,7 @@ class Committer:
         """Add ``entry``, write the manifest, prune; return where the manifest was not written."""
         with self.lock:
             self.manifest.add(entry)
+            self._owned.discard(entry.path)
             pruned = self.retention.select_deletions(
                 self.manifest.entries, self.mode, {self.run_id}, self.protected
             )
@@ -251,10 +276,16 @@ class Committer:
         return failed
 
     def write_manifest(self, skip: Sequence[str] = ()) -> set[str]:
-        """Store the tracker/schedule state and write the manifest to every backend keeping one.
+        """Store the tracker/schedule state and merge the manifest into every backend keeping one.
 
         The primary's manifest is the engine's full record; a secondary backend's lists only
-        the checkpoints that reached it.
+        the checkpoints that reached it. Each write re-reads the stored manifest and keeps
+        other runs' entries (see :func:`ckptcore.manifest.merge_manifests`).
+
+        A stored manifest that cannot be read or validated is never silently replaced: it is
+        logged as an error and copied aside to ``manifest.json.unreadable-<time>`` first, then
+        this run's manifest is written (other runs' entries it held are then in that copy
+        only). If the copy cannot be made, nothing is written and the backend counts as failed.
 
         Args:
             skip: Names of backends not to write to (they failed in this save).
@@ -264,24 +295,51 @@ class Committer:
         """
         with self.lock:
             self.manifest.tracker, self.manifest.schedule = self._state()
-            full = self.manifest.to_json().encode()
-            texts = [full] + [self._view(backend.name) for backend in self.backends[1:]]
-        failed = set()
-        for backend, data in zip(self.backends, texts):
-            if not getattr(backend, "keeps_manifest", False) or backend.name in skip:
-                continue
-            try:
-                self.retry.call(f"writing the manifest to {backend.name}", backend.write_bytes, MANIFEST_NAME, data)
-            except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
-                log.error("could not write the manifest to %s: %s", backend.name, exc)
-                failed.add(backend.name)
+            failed = set()
+            for backend in self.backends:
+                if not getattr(backend, "keeps_manifest", False) or backend.name in skip:
+                    continue
+                view = self.manifest if backend is self.primary else self._view(backend.name)
+                try:
+                    self._merge_into(backend, view)
+                except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
+                    log.error("could not write the manifest to %s: %s", backend.name, exc)
+                    failed.add(backend.name)
         return failed
 
-    def _view(self, name: str) -> bytes:
+    def _merge_into(self, backend: Any, view: Manifest) -> None:
+        """Read the manifest stored on ``backend``, merge ``view`` into it and write it back."""
+        with _location_lock(backend.locate(MANIFEST_NAME)):
+            stored = self._read_stored(backend)
+            merged = merge_manifests(view, stored, self.run_id, self._owned)
+            self.retry.call(f"writing the manifest to {backend.name}", backend.write_bytes,
+                            MANIFEST_NAME, merged.to_json().encode())
+        if backend is self.primary:
+            # Another run's newer entry now names a path this run wrote: those bytes are not
+            # ours any more, so retention must not delete them.
+            kept = {e.path for e in merged.entries}
+            for entry in [e for e in self.manifest.entries if e.run_id == self.run_id and e.path not in kept]:
+                self.manifest.remove(entry.path)
+
+    def _read_stored(self, backend: Any) -> Manifest | None:
+        """The stored manifest; an unreadable one is copied aside first (see write_manifest)."""
+        try:
+            data = self.retry.call(f"reading the manifest of {backend.name}", backend.read_bytes, MANIFEST_NAME)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return Manifest.from_json(data, source=backend.locate(MANIFEST_NAME))
+        except ManifestError as exc:
+            aside = f"{MANIFEST_NAME}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
+            log.error("%s; keeping it as %s before writing this run's manifest", exc, backend.locate(aside))
+            backend.write_bytes(aside, data)
+            return None
+
+    def _view(self, name: str) -> Manifest:
         """The manifest as backend ``name`` holds it: only the entries that reached it."""
         view = self.manifest.model_copy()
         view.entries = [e for e in self.manifest.entries if name in e.backends]
-        return view.to_json().encode()
+        return view
 
     def close(self) -> None:
         """Close every backend."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ckptcore.errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry"]
+__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests"]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -61,6 +61,11 @@ class Manifest(BaseModel):
     tracker: dict[str, Any] = Field(default_factory=dict)
     schedule: dict[str, Any] = Field(default_factory=dict)
     runs: list[str] = Field(default_factory=list, description="Engine sessions, oldest first")
+    states: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per run: {'tracker': ..., 'schedule': ...}; the top-level fields hold the "
+        "state of the run that wrote the latest entry (the run a resume continues)",
+    )
     updated_at: str = Field(default_factory=_now)
 
     @field_validator("version")
@@ -82,7 +87,11 @@ class Manifest(BaseModel):
         return None
 
     def best(self) -> ManifestEntry | None:
-        """The most recent entry marked best, or None."""
+        """The most recent entry marked best, or None.
+
+        Each run keeps its own best (runs sharing a root may monitor different metrics), so
+        with several runs this is the best of the run that saved a best last.
+        """
         for entry in reversed(self.entries):
             if entry.is_best:
                 return entry
@@ -94,11 +103,15 @@ class Manifest(BaseModel):
 
     # -- changes ----------------------------------------------------------------------------
     def add(self, entry: ManifestEntry) -> None:
-        """Add ``entry``, replacing an entry at the same path; only one entry stays best."""
+        """Add ``entry``, replacing an entry at the same path; one entry per run stays best.
+
+        Entries of other runs keep their flag: runs sharing a root may monitor other metrics.
+        """
         self.entries = [e for e in self.entries if e.path != entry.path]
         if entry.is_best:
             for other in self.entries:
-                other.is_best = False
+                if other.run_id == entry.run_id:
+                    other.is_best = False
         self.entries.append(entry)
         self.updated_at = _now()
 
@@ -137,6 +150,57 @@ class Manifest(BaseModel):
             raise ManifestError(f"{source}: invalid manifest: {problems}") from exc
         except RecursionError as exc:  # pragma: no cover - absurdly nested input
             raise ManifestError(f"{source}: invalid manifest: nested too deeply") from exc
+
+
+def _created(entry: ManifestEntry) -> datetime:
+    try:
+        when = datetime.fromisoformat(entry.created_at)
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def merge_manifests(ours: Manifest, stored: Manifest | None, run_id: str, owned: set[str]) -> Manifest:
+    """Merge this run's view of a root with the manifest stored there by other runs.
+
+    Rules: entries of ``run_id``, and any entry at an ``owned`` path (a path this run is
+    replacing, or an entry of another run it put back), come from ``ours``, which is
+    authoritative, deletions included; every other entry comes from ``stored``. Where this
+    run's entry and another run's share a path, the newer one (``created_at``) is kept. Entries are ordered by ``created_at`` (stable),
+    so :meth:`Manifest.latest` is the most recent checkpoint of any run. ``runs`` is the
+    union, ``states`` too (this run's from ``ours``), and the top-level ``tracker`` and
+    ``schedule`` are those of the run that wrote the latest entry: the run a resume continues.
+
+    Args:
+        ours: This run's manifest, its ``tracker``/``schedule`` already this run's state.
+        stored: The manifest currently stored, or None when there is none.
+        run_id: This run's id.
+        owned: Relative paths whose entry (or absence) ``ours`` decides.
+    """
+    mine = [e for e in ours.entries if e.run_id == run_id or e.path in owned]
+    others = [] if stored is None else [e for e in stored.entries if e.run_id != run_id and e.path not in owned]
+    # One path, two runs (say, the same fixed file name): the newer entry names the bytes there.
+    newer = {e.path: e for e in others}
+    mine = [e for e in mine if e.path not in newer or _created(newer[e.path]) <= _created(e)]
+    taken = {e.path for e in mine}
+    others = [e for e in others if e.path not in taken]
+    merged = ours.model_copy(deep=True)
+    merged.entries = sorted([*(e.model_copy() for e in others), *(e.model_copy() for e in mine)], key=_created)
+    runs = list(stored.runs) if stored is not None else []
+    merged.runs = runs + [r for r in ours.runs if r not in runs]
+    states = dict(stored.states) if stored is not None else {}
+    states.update({k: v for k, v in ours.states.items() if k not in states})
+    states[run_id] = {"tracker": ours.tracker, "schedule": ours.schedule}
+    merged.states = states
+    latest = merged.latest()
+    if latest is not None and latest.run_id != run_id:
+        state = states.get(latest.run_id)
+        if state is not None:
+            merged.tracker, merged.schedule = state.get("tracker", {}), state.get("schedule", {})
+        elif stored is not None:
+            merged.tracker, merged.schedule = stored.tracker, stored.schedule
+    merged.updated_at = _now()
+    return merged
 
 
 def _json_safe(value: Any) -> Any:
