@@ -91,7 +91,7 @@ class Checkpointer:
         self._best_chain: list[dict[str, Any]] = []
         self._closed = False
         backends = make_backends(self.template, cfg)
-        opened = open_root(backends[0], cfg, self.tracker, self.schedule, run_id)
+        opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
         self._source = opened.source

@@ -92,6 +92,7 @@ class Opened:
 
 def open_root(
     primary: Any,
+    template: FilepathTemplate,
     config: CheckpointConfig,
     tracker: BestTracker,
     schedule: SaveSchedule,
@@ -120,9 +121,12 @@ def open_root(
             manifest = load_manifest(source)
     where = config.resume if isinstance(config.resume, str) else primary.locate(MANIFEST_NAME)
     manifest = validate_manifest(manifest, where)
-    tracker.load_state_dict(manifest.tracker)
-    schedule.load_state_dict(manifest.schedule)
-    latest = manifest.latest()
+    # Several checkpointers may share a root: continue the run that wrote the latest
+    # checkpoint this template could have named, with that run's own stored state.
+    latest = next((e for e in reversed(manifest.entries) if template.matches(e.path)), None)
+    state = manifest.states.get(latest.run_id, {}) if latest is not None else {}
+    tracker.load_state_dict(state.get("tracker", manifest.tracker))
+    schedule.load_state_dict(state.get("schedule", manifest.schedule))
     if source is not primary:
         opened.source = (source, manifest)
     elif latest is not None:

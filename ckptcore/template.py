@@ -196,6 +196,13 @@ class FilepathTemplate:
             )
         return relative
 
+    def matches(self, relative: str) -> bool:
+        """Whether ``relative`` could have been rendered from this template."""
+        pattern = "".join(
+            re.escape(f.literal) + ("" if f.name is None else "[^/]*") for f in self._fields
+        )
+        return re.fullmatch(pattern, relative) is not None
+
     def join(self, relative: str) -> str:
         """Join a rendered relative path onto the root."""
         if not self.root:

@@ -233,3 +233,17 @@ def test_merge_keeps_stored_state_of_other_runs_and_takes_ours_for_our_run():
     assert merged.runs == ["me", "other", "new"] and merged.entries[1].is_best
     assert merged.states["me"]["tracker"] == {"best": 2} and merged.tracker == {"best": 1}
     json.loads(merged.to_json())
+
+
+def test_two_checkpointers_resuming_on_one_root_each_continue_their_own_run(tmp_path):
+    best, every = two_runs(tmp_path)
+    value = [0.0]
+    best2 = Checkpointer(str(tmp_path / "best.npy"), write=writer(value), monitor="loss",
+                         save_best_only=True, resume=True)
+    every2 = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=writer(value), monitor="acc",
+                          mode="max", resume=True)
+    assert best2.run_id == best.run_id and every2.run_id == every.run_id
+    assert best2.tracker.best == min(LOSSES)
+    assert every2.tracker.best == max(ACCS)
+    best2.close()
+    every2.close()

@@ -166,3 +166,11 @@ def test_malformed_templates(filepath, fragment):
     assert fragment in message
     assert repr(filepath) in message, "the message quotes the whole template"
     assert "allowed" in message or fragment in ("'..'", "directory")
+
+
+def test_matches_tells_which_paths_a_template_could_have_rendered():
+    template = FilepathTemplate("runs/m-{epoch:02d}-{loss:.2f}.keras")
+    assert template.matches(template.render(epoch=2, logs={"loss": 0.5}))
+    assert not template.matches("best.keras")
+    assert not template.matches("sub/m-03-0.50.keras")
+    assert FilepathTemplate("runs/best.keras").matches("best.keras")
