@@ -8,7 +8,10 @@ and :func:`write_weights_h5` later replay the record into Keras's own ``H5IOStor
 produces the ``.keras`` and ``.weights.h5`` files ``model.save`` and ``model.save_weights`` write.
 
 The private names are checked by :func:`support_problem`; when it returns a reason, callers use
-a synchronous save instead.
+a synchronous save instead. The round trip (``tests/adapters/test_async_snapshot.py``) passes
+on Keras 3.6, 3.7, 3.8, 3.9, 3.10 and 3.15 with the TensorFlow, JAX and PyTorch backends; an
+older release can be checked with ``pip install --no-deps --target DIR keras==3.X`` and
+``PYTHONPATH=DIR KERAS_BACKEND=jax pytest tests/adapters/test_async_snapshot.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "keras_version",
     "record",
     "support_problem",
+    "variable_class",
     "write_keras_archive",
     "write_weights_h5",
 ]
@@ -47,7 +51,7 @@ _NAMES = (
     "_ASSETS_DIRNAME",
 )
 _SAVE_STATE_PARAMS = ["saveable", "weights_store", "assets_store", "inner_path", "visited_saveables"]
-_STORE_ATTRS = ("_create_h5_group", "make", "close")
+_STORE_ATTRS = ("make", "close")
 
 
 def keras_version() -> tuple[int, ...]:
@@ -78,6 +82,16 @@ def support_problem() -> str | None:
     if params[: len(_SAVE_STATE_PARAMS)] != _SAVE_STATE_PARAMS:
         return f"Keras {keras.__version__} changed saving_lib._save_state{tuple(params)}"
     return None
+
+
+def variable_class() -> type:
+    """The base class of every Keras variable (``keras.Variable`` is a subclass of it before
+    Keras 3.10, so variables that Keras creates itself are not ``keras.Variable`` there)."""
+    try:
+        from keras.src.backend.common.variables import KerasVariable
+    except ImportError:  # pragma: no cover - a Keras that moved it
+        return keras.Variable
+    return KerasVariable
 
 
 def _saving_lib() -> Any:
@@ -230,24 +244,31 @@ def record(model: Any, capture: Capture, *, weights_only: bool) -> Record:
     return target
 
 
+def _write_array(group: Any, key: str, value: np.ndarray) -> None:
+    """Write one host array into an h5py group the way Keras's H5 stores do."""
+    from keras.src import backend
+
+    if backend.standardize_dtype(value.dtype) == "bfloat16":
+        dataset = group.create_dataset(key, data=value)
+        dataset.attrs["dtype"] = "bfloat16"
+    else:
+        group[key] = value
+
+
 def _replay_store_class() -> type:
     saving_lib = _saving_lib()
-    from keras.src import backend
 
     class ReplayStore(saving_lib.H5IOStore):
         """Keras's H5IOStore, minus the per-array copy it makes of values already on the host."""
 
         def __setitem__(self, key: str, value: Any) -> None:
-            if not isinstance(value, np.ndarray):
+            # Keras >= 3.10: make() returns the store, which creates its group lazily.
+            if not isinstance(value, np.ndarray) or not hasattr(self, "_h5_entry_initialized"):
                 super().__setitem__(key, value)
                 return
             if not self._h5_entry_initialized:
                 self._create_h5_group(self._h5_entry_path)
-            if backend.standardize_dtype(value.dtype) == "bfloat16":
-                dataset = self._h5_entry_group.create_dataset(key, data=value)
-                dataset.attrs["dtype"] = "bfloat16"
-            else:
-                self._h5_entry_group[key] = value
+            _write_array(self._h5_entry_group, key, value)
 
     return ReplayStore
 
@@ -255,8 +276,13 @@ def _replay_store_class() -> type:
 def _replay(target: Record, store: Any) -> None:
     for path, metadata, values in target.groups:
         entry = store.make(path, metadata=metadata)
+        # Keras < 3.10: make() returns an H5Entry whose h5py group already exists.
+        group = getattr(entry, "group", None) if entry is not store else None
         for key, value in values.items():
-            entry[key] = value
+            if group is not None and hasattr(group, "create_dataset") and isinstance(value, np.ndarray):
+                _write_array(group, key, value)
+            else:
+                entry[key] = value
 
 
 def write_weights_h5(target: Record, path: str) -> None:

@@ -48,7 +48,9 @@ def host_array(value: Any) -> tuple[np.ndarray, bool]:
     """
     import keras
 
-    if isinstance(value, keras.Variable):
+    from ckptcore.adapters.keras._saving_internals import variable_class
+
+    if isinstance(value, variable_class()):
         value = value.value
     if isinstance(value, np.ndarray):
         return value, False
