@@ -151,8 +151,10 @@ def sweep(args: argparse.Namespace, ctx: Context) -> None:
         record = measure_fit(args.contender, ctx, model, x, y, args.epochs)
         record.update(scenario="sweep", target_mb=size, state_mb=models.state_bytes(model) / 1e6)
         if args.contender == "none":
-            copies = models.host_copy_seconds(model)
-            record.update(host_copy_s=copies, host_copy_median_s=statistics.median(copies))
+            fresh = models.host_copy_seconds(model)
+            reused = models.host_copy_seconds(model, reuse=True)
+            record.update(host_copy_s=fresh, host_copy_median_s=statistics.median(fresh),
+                          host_copy_reuse_s=reused, host_copy_reuse_median_s=statistics.median(reused))
         _emit(args.out, record)
         del model
         _cleanup(ctx)
