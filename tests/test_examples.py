@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from wandb_log import recorded_artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "docs" / "examples"
-
 
 def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {
@@ -34,14 +33,11 @@ def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
-
 def manifest(root: Path) -> dict:
     return json.loads((root / "manifest.json").read_text())
 
-
 def checkpoint_files(root: Path) -> set[str]:
     return {p.name for p in root.iterdir() if p.name != "manifest.json"}
-
 
 def assert_manifest_matches_files(root: Path) -> list[dict]:
     entries = manifest(root)["entries"]
@@ -52,12 +48,10 @@ def assert_manifest_matches_files(root: Path) -> list[dict]:
         assert len(data) == entry["size"]
     return entries
 
-
 def test_every_example_is_run_by_a_test():
     examples = {Path(p).name for p in glob.glob(str(EXAMPLES / "*.py"))}
     tested = {"numpy_loop.py", "custom_loop.py", "demo.py"}
     assert examples == tested, f"add a test for {sorted(examples - tested)}"
-
 
 def test_numpy_loop(tmp_path):
     result = run_example("numpy_loop.py", tmp_path, "--epochs", "12", "--samples", "200", "--out", "ck")
@@ -72,7 +66,6 @@ def test_numpy_loop(tmp_path):
     assert restored == pytest.approx(entries[-1]["monitor_value"], abs=1e-4)
     assert len([line for line in result.stdout.splitlines() if line.startswith("epoch")]) == 12
 
-
 def test_custom_loop_with_callback_list(tmp_path):
     result = run_example("custom_loop.py", tmp_path, "--epochs", "3", "--samples", "400", "--out", "ck")
     root = tmp_path / "ck"  # a one-component relative root, as in "ckpt/model-{epoch}.keras"
@@ -85,15 +78,6 @@ def test_custom_loop_with_callback_list(tmp_path):
     assert [e["global_step"] for e in entries] == [10 * e["epoch"] for e in entries]
     accuracy = float(result.stdout.split("restored model's val_accuracy: ")[1].split()[0])
     assert accuracy == pytest.approx(entries[-1]["monitor_value"], abs=1e-3)
-
-
-def _wandb_records():
-    spec = importlib.util.spec_from_file_location("wandb_records", REPO / "tests" / "adapters" / "wandb_records.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("wandb_records", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_demo(tmp_path):
     result = run_example("demo.py", tmp_path, "--epochs", "4", "--samples", "600", "--out", "out")
@@ -119,7 +103,7 @@ def test_demo(tmp_path):
     # What the W&B SDK recorded in the offline run: one artifact version per epoch.
     logs = glob.glob(str(tmp_path / "out" / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(logs) == 1
-    logged = _wandb_records().logged_artifacts(logs[0])
+    logged = recorded_artifacts(logs[0])
     assert len(logged) == 4
     assert all(a.type == "model" and "latest" in a.aliases for a in logged)
     assert [f"epoch_{n}" in a.aliases for n, a in enumerate(logged, 1)] == [True] * 4

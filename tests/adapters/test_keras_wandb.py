@@ -6,7 +6,7 @@ import os
 
 import pytest
 from keras_helpers import assert_same_weights, files, manifest_entries
-from wandb_records import logged_artifacts
+from wandb_log import recorded_artifacts
 
 from ckptcore.adapters.keras import WandbModelCheckpoint
 from ckptcore.errors import ConfigError
@@ -32,7 +32,7 @@ def wandb_run(tmp_path, monkeypatch):
 def _finish(run) -> list:
     path = run.settings.sync_file
     run.finish()
-    return logged_artifacts(path)
+    return recorded_artifacts(path)
 
 
 def test_requires_an_active_run(tmp_path):
@@ -65,7 +65,7 @@ def test_each_checkpoint_is_an_artifact_version(tmp_path, data, make_model, wand
         expected = {"latest", f"epoch_{n}"} | ({"best"} if improved else set())
         assert set(artifact.aliases) == expected  # epoch_N is 1-based, as in the file name
         name = f"m-{n:02d}.keras"
-        assert artifact.files == {name: os.path.getsize(tmp_path / "ckpt" / name)}
+        assert {k: f.size for k, f in artifact.files.items()} == {name: os.path.getsize(tmp_path / "ckpt" / name)}
         assert artifact.metadata["epoch"] == n
         assert artifact.metadata["metrics"]["val_loss"] == pytest.approx(val_loss[n - 1])
         assert set(artifact.metadata["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
