@@ -60,6 +60,8 @@ def _fit_targets(records: list[dict]) -> list[dict[str, Any]]:
     fits = {n: [r["fit_s"] for r in _fitcost(records, n)] for n in ("none", "ckpt_async", "ckpt_async_s3")}
     med = {n: statistics.median(v) if v else None for n, v in fits.items()}
     best = {n: min(v) if v else None for n, v in fits.items()}
+    cpu = {n: statistics.median([r["cpu_s"] for r in _fitcost(records, n)] or [0]) or None
+           for n in ("none", "ckpt_async")}
     hooks = [sum(r["blocked_s"]) for r in _fitcost(records, "ckpt_async")]
     share = _ratio(statistics.median(hooks), med["none"]) if hooks else None
     s3 = _closest(_sweep(records, "ckpt_async_s3"), TARGET_MB)
@@ -71,6 +73,8 @@ def _fit_targets(records: list[dict]) -> list[dict[str, Any]]:
                 "fastest of the rounds of each"),
         _target("training-thread time in the save hooks, share of the fit", share and 1 + share, 1.02,
                 "1 + (time blocked in all saves of a fit) / (fit without callback); excludes CPU the writer takes"),
+        _target("process CPU time of the fit vs no callback", _ratio(cpu["ckpt_async"], cpu["none"]), 1.02,
+                "median over rounds of user + system time of the process (training, writer and all)"),
         _target("fit wall time, every epoch to S3 vs local only", _ratio(med["ckpt_async_s3"], med["ckpt_async"]),
                 1.10, "the same small-model fits; S3 = moto's server on loopback"),
         _target(f"fit wall time to S3 vs local, {local['state_mb']:.0f} MB model" if local else "S3 vs local",
@@ -158,14 +162,18 @@ def _fitcost_table(records: list[dict], names: list[str], meta: dict) -> str:
     lines = [f"### Small model ({rows[0]['state_mb']:.1f} MB state), {rows[0]['steps_per_epoch']} batches "
              f"per epoch, {rows[0]['epochs']} epochs, {meta['plan']['rounds']} rounds", "",
              "| contender | fit (s, median) | vs no callback (median) | vs no callback (best round) | "
-             "blocked per save (ms, median) | all rounds (s) |", "|---|---|---|---|---|---|"]
+             "CPU time vs no callback (median) | blocked per save (ms, median) | all rounds (s) |",
+             "|---|---|---|---|---|---|---|"]
+    cpu_base = statistics.median([r["cpu_s"] for r in _fitcost(records, "none")] or [float("nan")])
     for name in names:
         fits = [r["fit_s"] for r in _fitcost(records, name)]
         if not fits:
             continue
         blocked = [b for r in _fitcost(records, name) for b in r["blocked_s"]]
         med = statistics.median(fits)
+        cpu = statistics.median([r["cpu_s"] for r in _fitcost(records, name)])
         lines.append(f"| {LABELS.get(name, name)} | {med:.2f} | {med / base:.3f} | {min(fits) / base_best:.3f} | "
+                     f"{cpu / cpu_base:.3f} | "
                      f"{_fmt(statistics.median(blocked) * 1e3 if blocked else None, '.1f')} | "
                      f"{' '.join(f'{f:.2f}' for f in fits)} |")
     return "\n".join(lines)

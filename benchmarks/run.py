@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--contenders", type=lambda s: s.split(","), default=list(CONTENDERS),
                         help=f"any of: {','.join(CONTENDERS)}")
     parser.add_argument("--epochs", type=int, default=None, help="saves per fit in the sweep (default 3)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of the fitcost scenario (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the fitcost scenario (default 7)")
     parser.add_argument("--out", default=RESULTS, help="output folder (default benchmarks/results)")
     return parser
 
@@ -111,7 +111,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "sizes": args.sizes or list(QUICK_SIZES if args.quick else FULL_SIZES),
         "epochs": args.epochs or 3,
-        "rounds": args.rounds or (1 if args.quick else 5),
+        "rounds": args.rounds or (1 if args.quick else 7),
         "sweep_steps": 4 if args.quick else 6,
         "steps": 60 if args.quick else 600,
         "contenders": args.contenders,

@@ -95,14 +95,15 @@ def measure_fit(name: str, ctx: Context, model: Any, x: Any, y: Any, epochs: int
     gc.collect()
     base_kb = _status_kb("VmRSS")
     peak_ok = _reset_peak()
-    start = time.perf_counter()
+    cpu0, start = os.times(), time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=contender.callbacks)
-    fit_s = time.perf_counter() - start
+    fit_s, cpu1 = time.perf_counter() - start, os.times()
     peak_kb = _status_kb("VmHWM") if peak_ok else 0
     expected, complete = contender.check(epochs)
     blocked = timer.epoch_end if timer else []
     return {
         "contender": name, "fit_s": fit_s, "epochs": epochs,
+        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
         "blocked_s": blocked, "blocked_median_s": statistics.median(blocked) if blocked else 0.0,
         "train_end_s": timer.train_end[0] if timer and timer.train_end else 0.0,
         "base_rss_mb": base_kb / 1024, "peak_rss_mb": peak_kb / 1024,
