@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from typing import Any, ClassVar
 
 from ckptcore.backends.base import CommitInfo
 
-__all__ = ["LocalBackend", "atomic_write_bytes", "fsync_tree"]
+__all__ = ["STALE_AFTER_SECONDS", "LocalBackend", "atomic_write_bytes", "fsync_tree"]
 
 _TMP_MARK = ".ckpt-tmp-"
+#: A temporary file untouched for this long is left over from a killed writer.
+STALE_AFTER_SECONDS = 600.0
 
 
 def fsync_tree(path: str) -> None:
@@ -175,8 +178,45 @@ class LocalBackend:
     def exists(self, relpath: str) -> bool:
         return os.path.exists(self._abs(relpath))
 
+    def remove_stale_temporaries(self, max_age: float = STALE_AFTER_SECONDS) -> list[str]:
+        """Remove temporary files and directories a killed writer left under the root.
+
+        Only names carrying the temporary mark are touched, and only those nothing has written
+        to for ``max_age`` seconds (a save in progress in another process keeps its files'
+        modification times fresh).
+
+        Returns:
+            The paths removed.
+        """
+        root = self.root or "."
+        if not os.path.isdir(root):
+            return []
+        cutoff = time.time() - max_age
+        removed = []
+        for dirpath, dirs, files in os.walk(root):
+            for name in [*files, *dirs]:
+                path = os.path.join(dirpath, name)
+                if name.startswith(_TMP_MARK) and _last_write(path) < cutoff:
+                    _remove(path)
+                    removed.append(path)
+            dirs[:] = [d for d in dirs if not d.startswith(_TMP_MARK)]
+        return removed
+
     def close(self) -> None:
         """Nothing to release."""
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"
+
+
+def _last_write(path: str) -> float:
+    """The newest modification time of a file, or of anything under a directory."""
+    try:
+        newest = os.lstat(path).st_mtime
+        if os.path.isdir(path):
+            for dirpath, dirs, files in os.walk(path):
+                for name in [*dirs, *files]:
+                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+        return newest
+    except OSError:
+        return time.time()  # vanished or unreadable: treat as in use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from ckptcore.template import FilepathTemplate
 from ckptcore.tracker import BestTracker
 
 __all__ = ["Opened", "make_backends", "new_run_id", "open_root"]
+
+log = logging.getLogger("ckptcore")
 
 
 def new_run_id() -> str:
@@ -70,7 +73,12 @@ def make_backends(template: FilepathTemplate, config: CheckpointConfig) -> list[
     root = template.root
     primary = _location_backend(root, config)
     extra = [resolve_backend(spec, root, **config.storage_options) for spec in config.backends]
-    return _distinct_names([primary, *extra])
+    backends = _distinct_names([primary, *extra])
+    for backend in backends:
+        sweep = getattr(backend, "remove_stale_temporaries", None)  # optional backend method
+        if sweep is not None and (removed := sweep()):
+            log.info("removed %d temporary file(s) a killed save left in %s", len(removed), backend.root)
+    return backends
 
 
 @dataclass

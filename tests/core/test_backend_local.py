@@ -188,3 +188,35 @@ def test_discard_also_removes_what_a_suffix_adding_writer_left(tmp_path):
     backend.discard(staged)
     assert _leftovers(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == ["w.bin.npy"]
+
+
+def test_opening_a_root_removes_only_stale_temporaries_a_killed_save_left(tmp_path):
+    import time as _time
+
+    import numpy as np
+
+    from ckptcore import Checkpointer
+    from ckptcore.backends.local import STALE_AFTER_SECONDS
+
+    sub = tmp_path / "e1"
+    sub.mkdir()
+    old_file = tmp_path / ".ckpt-tmp-0123456789ab-m-1.keras"
+    old_dir = sub / ".ckpt-tmp-ba9876543210-export"
+    fresh = tmp_path / ".ckpt-tmp-aaaaaaaaaaaa-m-2.keras"
+    foreign = tmp_path / "notes.txt"
+    old_file.write_bytes(b"partial")
+    old_dir.mkdir()
+    (old_dir / "saved_model.pb").write_bytes(b"partial")
+    fresh.write_bytes(b"being written")
+    foreign.write_text("keep me")
+    past = _time.time() - STALE_AFTER_SECONDS - 60
+    for path in (old_file, old_dir / "saved_model.pb", old_dir, foreign):
+        os.utime(path, (past, past))
+
+    def write(path):
+        with open(path, "wb") as fh:
+            np.save(fh, np.zeros(2))
+
+    Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=write).close()
+    assert not old_file.exists() and not old_dir.exists()
+    assert fresh.exists() and foreign.read_text() == "keep me"
