@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.contenders import LABELS
 
-__all__ = ["DOCS_PAGE", "memory_ratios", "targets", "update_docs", "write_report"]
+__all__ = ["DOCS_PAGE", "main", "memory_ratios", "targets", "update_docs", "write_report"]
 
 TARGET_MB = 227  # the model of the issue: 227 MB of weights and Adam state
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -192,6 +192,11 @@ def _plot(records: list[dict], path: str) -> None:
         if name != "none" and points:
             ax.plot(*zip(*points), marker="o", label=label,
                     linestyle="-" if name.startswith("ckpt_async") else "--")
+    snaps = sorted(_sweep(records, "ckpt_async").values(), key=lambda r: r["state_mb"])
+    points = [(r["state_mb"], r["snapshot_median_s"]) for r in snaps if r.get("snapshot_median_s")]
+    if points:
+        ax.plot(*zip(*points), color="purple", linestyle=":", marker=".",
+                label="ckptcore async: the host snapshot alone")
     copy = sorted(_sweep(records, "none").values(), key=lambda r: r["state_mb"])
     if copy:
         ax.plot([r["state_mb"] for r in copy], [r["host_copy_median_s"] for r in copy], color="black",
@@ -241,3 +246,22 @@ def update_docs(results_md: str, plot: str) -> list[str]:
     with open(DOCS_PAGE, "w", encoding="utf-8") as fh:
         fh.write(page)
     return [DOCS_PAGE, DOCS_PLOT]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Render the tables, the plot and the docs section again from a results.json."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    source = args[0] if args else os.path.join(_ROOT, "benchmarks", "results", "results.json")
+    with open(source, encoding="utf-8") as fh:
+        data = json.load(fh)
+    folder = os.path.dirname(os.path.abspath(source))
+    paths = write_report(data["records"], data["meta"], folder)
+    if os.path.abspath(folder) == os.path.join(_ROOT, "benchmarks", "results") and not data["meta"]["quick"]:
+        paths += update_docs(paths[1], paths[2])
+    print("\n".join(f"wrote {p}" for p in paths))
+
+
+if __name__ == "__main__":
+    main()
