@@ -22,7 +22,7 @@ from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.scalars import to_scalar
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
-from ckptcore.tracker import BestTracker
+from ckptcore.tracker import BestTracker, PendingBests
 from ckptcore.writer import BackgroundWriter
 
 __all__ = ["Checkpointer"]
@@ -87,8 +87,6 @@ class Checkpointer:
             raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
         self.epoch = 0
         self._warned_missing = False
-        # Tracker states saved before each best that has not reached storage yet, oldest first.
-        self._best_chain: list[dict[str, Any]] = []
         self._closed = False
         backends = make_backends(self.template, cfg)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
@@ -101,6 +99,8 @@ class Checkpointer:
             manifest=opened.manifest, protected=opened.protected,
             retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
+        # The committer's lock also guards the tracker state it writes into the manifest.
+        self.bests = PendingBests(self.tracker, self.committer.lock)
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
             raise ConfigError(f"filepath: {problem}")
         self.writer = BackgroundWriter(cfg.max_pending) if cfg.async_save else None
@@ -173,23 +173,15 @@ class Checkpointer:
                       f"{value:.5f}, saving model to {self.template.join(relpath)}")
         else:
             self._say(f"\nEpoch {epoch + 1}: saving model to {self.template.join(relpath)}")
-        with self.committer.lock:  # the writer thread may roll a failed best back meanwhile
-            previous = self.tracker.state_dict()
-            if improved:
-                self.tracker.update(value)
-                self._best_chain.append(previous)
-        entry = ManifestEntry(
-            name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
-            batch=None if batch is None else batch + 1, global_step=self.schedule.batches_run,
-            metrics=logs, monitor=monitor, monitor_value=value, is_best=improved, run_id=self.run_id,
-        )
+        previous = self.bests.record(value, improved)
+        entry = self._entry(relpath, epoch, batch, logs, monitor_value=value, is_best=improved)
         try:
             self._dispatch(relpath, entry, previous)
         except BaseException as exc:
             # Neither committed nor queued (say, an earlier background failure was reported
             # instead): the best stays the last one that reached storage.
             if entry.is_best and not entry.backends:
-                self._rollback_best(entry, previous)
+                self.bests.undo(previous)
             if not isinstance(exc, CheckpointSaveError):
                 raise
             self._save_failed(exc)
@@ -221,7 +213,7 @@ class Checkpointer:
         try:
             write = self._snapshot()  # type: ignore[misc]
         except BaseException as exc:
-            self._rollback_best(entry, previous)
+            self.bests.undo(previous)
             if not isinstance(exc, Exception):
                 raise
             raise CheckpointSaveError(relpath, f"taking the snapshot failed: {type(exc).__name__}: {exc}") from exc
@@ -234,27 +226,20 @@ class Checkpointer:
             self.committer.save(relpath, write, entry)
         except BaseException:
             if entry.is_best and not entry.backends:  # nothing was committed anywhere
-                self._rollback_best(entry, previous)
+                self.bests.undo(previous)
             raise
         finally:
             if entry.backends:  # committed: this best no longer needs undoing
-                with self.committer.lock:
-                    self._best_chain[:] = [p for p in self._best_chain if p is not previous]
+                self.bests.settle(previous)
 
-    def _rollback_best(self, entry: ManifestEntry, previous: dict[str, Any]) -> None:
-        """Undo the best recorded for ``entry``, which reached no storage."""
-        with self.committer.lock:
-            chain = self._best_chain
-            index = next((i for i, p in enumerate(chain) if p is previous), None)
-            if index is None:
-                return  # already undone, or never recorded as a best
-            del chain[index]
-            if index < len(chain):
-                # A later best is still in flight; should it fail too, it falls back past this one.
-                chain[index].clear()
-                chain[index].update(previous)
-            else:
-                self.tracker.load_state_dict(previous)
+    def _entry(self, relpath: str, epoch: int, batch: int | None, logs: dict[str, Any],
+               **fields: Any) -> ManifestEntry:
+        """The manifest entry of a checkpoint about to be saved (epoch and batch 1-based)."""
+        return ManifestEntry(
+            name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
+            batch=None if batch is None else batch + 1, global_step=self.schedule.batches_run,
+            metrics=logs, monitor=self.config.monitor, run_id=self.run_id, **fields,
+        )
 
     def _require_write(self) -> WriteFn:
         if self._write is None:
@@ -323,11 +308,7 @@ class Checkpointer:
                 return self.close() if exiting else None
             if (best := self.manifest.best()) is not None and best.path == relpath:
                 relpath = preempted_name(relpath)
-            entry = ManifestEntry(
-                name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
-                batch=None if batch is None else batch + 1, global_step=self.schedule.batches_run,
-                metrics=logs, monitor=self.config.monitor, run_id=self.run_id,
-            )
+            entry = self._entry(relpath, epoch, batch, logs)
             self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")
             try:
                 self._dispatch(relpath, entry, self.tracker.state_dict())

@@ -9,7 +9,7 @@ from ckptcore.errors import ConfigError
 from ckptcore.modes import Direction
 from ckptcore.scalars import to_scalar
 
-__all__ = ["BestTracker"]
+__all__ = ["BestTracker", "PendingBests"]
 
 
 class BestTracker:
@@ -85,3 +85,49 @@ class BestTracker:
 
     def __repr__(self) -> str:
         return f"BestTracker(mode={self.mode!r}, min_delta={self.min_delta}, best={self.best})"
+
+
+class PendingBests:
+    """Bests recorded before their checkpoint reached storage, so a failed save can be undone.
+
+    Each improvement keeps the tracker state from before it. When the save of that best fails
+    without reaching any storage, the tracker falls back to that state; when a later best is
+    still in flight, that later one inherits the earlier fallback instead.
+
+    Args:
+        tracker: The tracker to update and roll back.
+        lock: Held for every change (the writer thread rolls back while training goes on).
+    """
+
+    def __init__(self, tracker: BestTracker, lock: Any) -> None:
+        self.tracker = tracker
+        self.lock = lock
+        self._chain: list[dict[str, Any]] = []
+
+    def record(self, value: Any, improved: bool) -> dict[str, Any]:
+        """Update the tracker when ``improved``; return the state before, the save's token."""
+        with self.lock:
+            previous = self.tracker.state_dict()
+            if improved:
+                self.tracker.update(value)
+                self._chain.append(previous)
+            return previous
+
+    def settle(self, previous: dict[str, Any]) -> None:
+        """The save holding ``previous`` reached storage: its best stays."""
+        with self.lock:
+            self._chain[:] = [p for p in self._chain if p is not previous]
+
+    def undo(self, previous: dict[str, Any]) -> None:
+        """The save holding ``previous`` reached no storage: undo its best."""
+        with self.lock:
+            index = next((i for i, p in enumerate(self._chain) if p is previous), None)
+            if index is None:
+                return  # already undone, or never recorded as a best
+            del self._chain[index]
+            if index < len(self._chain):
+                # A later best is still in flight; should it fail too, it falls back past this one.
+                self._chain[index].clear()
+                self._chain[index].update(previous)
+            else:
+                self.tracker.load_state_dict(previous)

@@ -120,3 +120,22 @@ def test_loading_a_state_with_another_mode_is_refused():
     tracker = BestTracker("max")
     with pytest.raises(ConfigError, match="'min'.*'max'"):
         tracker.load_state_dict({"mode": "min", "best": 1.0})
+
+
+def test_pending_bests_undo_falls_back_past_every_best_that_reached_no_storage():
+    import threading
+
+    from ckptcore.tracker import PendingBests
+
+    tracker = BestTracker("min")
+    bests = PendingBests(tracker, threading.RLock())
+    first = bests.record(0.5, improved=True)
+    bests.settle(first)  # 0.5 reached storage
+    second = bests.record(0.4, improved=True)
+    third = bests.record(0.3, improved=True)
+    bests.undo(second)  # 0.4 failed while 0.3 is still in flight
+    assert tracker.best == 0.3
+    bests.undo(third)  # 0.3 failed too: back to the last best that was stored
+    assert tracker.best == 0.5
+    bests.undo(third)  # a second undo changes nothing
+    assert tracker.best == 0.5
