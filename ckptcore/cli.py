@@ -258,7 +258,7 @@ def verify_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
 def prune_command(
     root: RootArg,
     keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Keep the N most recent."),
-    keep_best: Optional[int] = typer.Option(None, "--keep-best", help="Keep the K best (and the best)."),
+    keep_best: Optional[int] = typer.Option(None, "--keep-best", help="Keep the K best of each run, by its own monitor (and its best)."),
     mode: Optional[str] = typer.Option(
         None, "--mode", help="min or max; default: the mode the run recorded, else by metric name."
     ),
@@ -276,9 +276,7 @@ def prune_command(
         raise _fail(f"prune: --mode: got {mode!r}; allowed: min, max")
     opened = open_root(root, _parse_options(storage_options))
     manifest = opened.manifest
-    doomed = policy.select_deletions(
-        manifest.entries, _direction(manifest, mode), {e.run_id for e in manifest.entries}
-    )
+    doomed = _select_deletions(policy, manifest, mode)
     verb = "would delete" if dry_run else "deleting"
     for entry in doomed:
         typer.echo(f"{verb} {opened.backend.locate(entry.path)}")
@@ -290,13 +288,36 @@ def prune_command(
     typer.echo(f"{root}: deleted {len(doomed)}, kept {kept}")
 
 
-def _direction(manifest: Manifest, mode: str | None) -> str:
+def _select_deletions(policy: RetentionPolicy, manifest: Manifest, mode: str | None) -> list[ManifestEntry]:
+    """What ``policy`` deletes: ``--keep-last`` over the whole root, ``--keep-best`` per run.
+
+    Runs sharing a root may monitor different metrics, so each run's checkpoints are ranked
+    by that run's own monitor and direction.
+    """
+    entries = manifest.entries
+    runs = list(dict.fromkeys(e.run_id for e in entries))
+    keep: set[str] = set()
+    if policy.keep_last is not None:
+        last = RetentionPolicy(keep_last=policy.keep_last)
+        doomed = {e.path for e in last.select_deletions(entries, "min", runs)}
+        keep.update(e.path for e in entries if e.path not in doomed)
+    if policy.keep_best is not None:
+        best = RetentionPolicy(keep_best=policy.keep_best)
+        for run in runs:
+            own = [e for e in entries if e.run_id == run]
+            doomed = {e.path for e in best.select_deletions(own, _direction(manifest, run, mode), {run})}
+            keep.update(e.path for e in own if e.path not in doomed)
+    return [e for e in entries if e.path not in keep]
+
+
+def _direction(manifest: Manifest, run: str, mode: str | None) -> str:
+    """The direction of ``run``'s monitor: ``--mode``, the recorded one, else by its name."""
     if mode is not None:
         return mode
-    recorded = manifest.tracker.get("mode")
-    if recorded in ("min", "max"):
-        return recorded
-    monitors = [e.monitor for e in manifest.entries if e.monitor]
+    recorded = (manifest.states.get(run) or {}).get("tracker") or {}
+    if isinstance(recorded, dict) and recorded.get("mode") in ("min", "max"):
+        return recorded["mode"]
+    monitors = [e.monitor for e in manifest.entries if e.run_id == run and e.monitor]
     return resolve_mode(monitors[-1], "auto") if monitors else "min"
 
 

@@ -20,7 +20,10 @@ def _number(name: str, value: Any, *, minimum: float | None = None, strict_min: 
         # NumPy scalars and the like convert; strings, lists and None do not.
         if isinstance(value, (str, bytes, list, tuple, dict)) or value is None or not hasattr(value, "__float__"):
             raise ValueError(f"got {value!r} ({type(value).__name__}); allowed: a number")
-        value = float(value)
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as exc:  # a NumPy array of several values, say
+            raise ValueError(f"got {value!r} ({type(value).__name__}); allowed: a single number") from exc
     if math.isnan(value):
         raise ValueError(f"got {value!r}; allowed: a number, not NaN")
     if minimum is not None and (value <= minimum if strict_min else value < minimum):
@@ -92,7 +95,7 @@ class CheckpointConfig(BaseModel):
         if isinstance(value, bool):
             return int(value)
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"got {value!r} ({type(value).__name__}); allowed: 0, 1 or 2")
+            raise ValueError(f"got {value!r} ({type(value).__name__}); allowed: 0 (silent) or an int >= 1 (messages)")
         return value
 
     @field_validator("save_best_only", "async_save", "save_on_preemption", mode="before")
@@ -195,9 +198,15 @@ class CheckpointConfig(BaseModel):
             ConfigError: One message naming every bad argument.
         """
         try:
-            return cls(**kwargs)
+            config = cls(**kwargs)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from exc
+        if config.every_n_epochs != 1 and config.save_freq != "epoch":
+            raise ConfigError(
+                f"every_n_epochs: got {config.every_n_epochs!r} with save_freq={config.save_freq!r}; "
+                "allowed: every_n_epochs with save_freq='epoch' (an int save_freq counts batches)"
+            )
+        return config
 
 
 def _describe(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError
+from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError, MonitorError
 from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.opening import make_backends, open_root
@@ -75,18 +75,22 @@ class Checkpointer:
             raise ConfigError(f"write: got {write!r}; allowed: a callable write(path)")
         if snapshot is not None and not callable(snapshot):
             raise ConfigError(f"snapshot: got {snapshot!r}; allowed: a callable returning write(path)")
+        if not callable(printer):
+            raise ConfigError(f"printer: got {printer!r}; allowed: a callable taking one message string")
         self._write = write
         self._snapshot = snapshot
         self._print = printer
         self.template = FilepathTemplate(cfg.filepath)
         self.mode = resolve_mode(cfg.monitor, cfg.mode, cfg.mode_hint)
-        self.tracker = BestTracker(self.mode, cfg.min_delta, cfg.initial_value_threshold)
+        self.tracker = BestTracker(self.mode, cfg.min_delta, cfg.initial_value_threshold, monitor=cfg.monitor)
         self.schedule = SaveSchedule(cfg.save_freq, cfg.every_n_epochs, cfg.every_seconds)
         self.retention = RetentionPolicy(cfg.keep_last, cfg.keep_best, cfg.keep_every_n_epochs)
         if run_id is not None and (not isinstance(run_id, str) or not run_id):
             raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
         self.epoch = 0
+        self._epoch_ended = False  # on_epoch_end ran and no on_epoch_begin since
         self._warned_missing = False
+        self._warned_unscalar = False
         self._closed = False
         backends = make_backends(self.template, cfg)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
@@ -113,6 +117,7 @@ class Checkpointer:
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Mark the start of 0-based ``epoch``."""
         self.epoch = epoch
+        self._epoch_ended = False
         self.schedule.start_epoch()
         self._check_background()
 
@@ -122,6 +127,9 @@ class Checkpointer:
         Returns:
             The relative path saved, or None.
         """
+        if self._epoch_ended:
+            # A loop that calls no on_epoch_begin: this batch starts the next epoch.
+            self.on_epoch_begin(self.epoch + 1)
         self.schedule.advance(batch)
         self._last = (self.epoch, batch, dict(logs or {}))
         if not (self.schedule.batch_due() or self.schedule.time_due()):
@@ -137,6 +145,7 @@ class Checkpointer:
             The relative path saved, or None.
         """
         self.epoch = epoch
+        self._epoch_ended = True
         self._last = (epoch, None, dict(logs or {}))
         if not (self.schedule.epoch_due(epoch) or self.schedule.time_due()):
             self._check_background()
@@ -155,10 +164,12 @@ class Checkpointer:
             return self._decide(epoch, batch, logs)
 
     def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed; create a new Checkpointer (resume=True continues this run)")
         self._check_background()
         logs = dict(logs or {})
         monitor = self.config.monitor
-        value = to_scalar(monitor, logs[monitor]) if monitor in logs else None
+        value = self._monitored(logs)
         improved = value is not None and self.tracker.is_improvement(value)
         if self.config.save_best_only:
             if value is None:
@@ -200,13 +211,27 @@ class Checkpointer:
         self._submit(relpath, prepare=lambda: self._snapshot_job(relpath, entry, previous))
 
     def _submit(self, relpath: str, **job: Any) -> None:
-        """Queue a save; an earlier save's failure, reported instead, does not drop this one."""
-        for _ in range(self.writer.max_pending):  # type: ignore[union-attr]
+        """Queue a save; an earlier save's failure, reported instead, does not drop this one.
+
+        A failure of this save's own snapshot is raised as it is: taking it again cannot help.
+        """
+        writer: BackgroundWriter = self.writer  # type: ignore[assignment]
+        own: list[BaseException] = []
+        if (prepare := job.get("prepare")) is not None:
+            def noted() -> Callable[[], None]:
+                try:
+                    return prepare()
+                except BaseException as exc:
+                    own.append(exc)
+                    raise
+            job = {"prepare": noted}
+        for attempt in range(writer.max_pending + 1):
             try:
-                return self.writer.submit(relpath, **job)  # type: ignore[union-attr]
+                return writer.submit(relpath, **job)
             except CheckpointSaveError as exc:
+                if exc in own or attempt == writer.max_pending:
+                    raise
                 self._save_failed(exc)  # raises unless on_save_error="warn" and storage failed
-        self.writer.submit(relpath, **job)  # type: ignore[union-attr]
 
     def _snapshot_job(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> Callable[[], None]:
         """Take the snapshot on the training thread; return the job that writes and commits it."""
@@ -256,6 +281,28 @@ class Checkpointer:
     def _say(self, message: str) -> None:
         if self.config.verbose > 0:
             self._print(message)
+
+    def _monitored(self, logs: Mapping[str, Any]) -> float | None:
+        """The monitored value as a float; None when the logs lack it (or hold None).
+
+        Without ``save_best_only`` the monitor only annotates the checkpoint, so a value that
+        is not a scalar is reported once and the checkpoint saved without it, as Keras saves.
+
+        Raises:
+            MonitorError: With ``save_best_only``, the value is not a real scalar.
+        """
+        raw = logs.get(self.config.monitor)
+        if raw is None:
+            return None
+        try:
+            return to_scalar(self.config.monitor, raw)
+        except MonitorError as exc:
+            if self.config.save_best_only:
+                raise
+            if not self._warned_unscalar:
+                self._warned_unscalar = True
+                warnings.warn(f"{exc}; saving without a monitored value", stacklevel=5)
+            return None
 
     def _warn_missing(self, logs: Mapping[str, Any]) -> None:
         if self._warned_missing:
@@ -323,27 +370,28 @@ class Checkpointer:
         return self.committer.manifest
 
     def latest(self) -> str | None:
-        """Path or URL of the most recent checkpoint, or None.
+        """Path or URL of this run's most recent checkpoint, or None.
 
-        After resuming from another root, and before saving here, the source's latest.
+        Other runs sharing the root do not count. After resuming from another root, and
+        before saving here, the source's latest.
         """
         return self._locate(Manifest.latest)
 
     def best(self) -> str | None:
-        """Path or URL of the best checkpoint, or None.
+        """Path or URL of this run's best checkpoint, or None.
 
-        After resuming from another root, and until a checkpoint here beats it, the source's
-        best.
+        Other runs sharing the root do not count (they may monitor other metrics). After
+        resuming from another root, and until a checkpoint here beats it, the source's best.
         """
         return self._locate(Manifest.best)
 
-    def _locate(self, pick: Callable[[Manifest], ManifestEntry | None]) -> str | None:
-        entry = pick(self.manifest)
+    def _locate(self, pick: Callable[[Manifest, str | None], ManifestEntry | None]) -> str | None:
+        entry = pick(self.manifest, self.run_id)
         if entry is not None:
             return self.committer.primary.locate(entry.path)
         if self._source is not None:
             backend, manifest = self._source
-            entry = pick(manifest)
+            entry = pick(manifest, None)
             if entry is not None:
                 return backend.locate(entry.path)
         return None
@@ -379,8 +427,15 @@ class Checkpointer:
     def __enter__(self) -> "Checkpointer":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # The body's exception is what the caller must see; a save failure is logged beside it.
+        try:
+            self.close()
+        except CheckpointSaveError as failure:
+            log.error("while leaving the Checkpointer after %s: %s", exc_type.__name__, failure)
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.config.filepath!r}, monitor={self.config.monitor!r}, mode={self.mode!r})"

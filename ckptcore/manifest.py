@@ -86,20 +86,23 @@ class Manifest(BaseModel):
                 return entry
         return None
 
-    def best(self) -> ManifestEntry | None:
-        """The most recent entry marked best, or None.
+    def best(self, run_id: str | None = None) -> ManifestEntry | None:
+        """The most recent entry marked best (of run ``run_id``, when given), or None.
 
         Each run keeps its own best (runs sharing a root may monitor different metrics), so
-        with several runs this is the best of the run that saved a best last.
+        with several runs and no ``run_id`` this is the best of the run that saved a best last.
         """
         for entry in reversed(self.entries):
-            if entry.is_best:
+            if entry.is_best and run_id in (None, entry.run_id):
                 return entry
         return None
 
-    def latest(self) -> ManifestEntry | None:
-        """The most recently committed entry, or None."""
-        return self.entries[-1] if self.entries else None
+    def latest(self, run_id: str | None = None) -> ManifestEntry | None:
+        """The most recently committed entry (of run ``run_id``, when given), or None."""
+        for entry in reversed(self.entries):
+            if run_id in (None, entry.run_id):
+                return entry
+        return None
 
     # -- changes ----------------------------------------------------------------------------
     def add(self, entry: ManifestEntry) -> None:

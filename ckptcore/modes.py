@@ -20,8 +20,8 @@ MODES: tuple[str, ...] = ("auto", "min", "max")
 #: Metric name tokens for which larger is better.
 MAX_NAMES: frozenset[str] = frozenset(
     {
-        "auc", "prc", "precision", "recall", "f1", "fbeta", "f1_score", "fbeta_score", "iou",
-        "miou", "mean_iou", "r2", "r2_score", "dice", "map", "ndcg", "psnr", "ssim", "bleu",
+        "auc", "prc", "precision", "recall", "f1", "fbeta", "fmeasure", "f1_score", "fbeta_score",
+        "iou", "miou", "mean_iou", "r2", "r2_score", "dice", "map", "ndcg", "psnr", "ssim", "bleu",
         "rouge", "top_k_categorical_accuracy", "sensitivity", "specificity", "true_positives",
         "true_negatives", "reward", "return", "score",
     }

@@ -11,7 +11,7 @@ from typing import Any
 
 from ckptcore.commit import load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import ConfigError
+from ckptcore.errors import ConfigError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
@@ -81,6 +81,24 @@ def make_backends(template: FilepathTemplate, config: CheckpointConfig) -> list[
     return backends
 
 
+def _restore(target: BestTracker | SaveSchedule, state: Any, where: str) -> None:
+    """Load a stored state into ``target``; a state that does not fit is a manifest error.
+
+    Raises:
+        ConfigError: The stored state belongs to another monitor or mode (a choice to make).
+        ManifestError: The stored state is not one ckptcore wrote (names the manifest).
+    """
+    kind = type(target).__name__
+    try:
+        if not isinstance(state, dict):
+            raise TypeError(f"expected an object, got {type(state).__name__}")
+        target.load_state_dict(state)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ManifestError(f"{where}: the stored {kind} state cannot be restored: {exc}") from exc
+
+
 @dataclass
 class Opened:
     """What opening a root found.
@@ -133,8 +151,8 @@ def open_root(
     # checkpoint this template could have named, with that run's own stored state.
     latest = next((e for e in reversed(manifest.entries) if template.matches(e.path)), None)
     state = manifest.states.get(latest.run_id, {}) if latest is not None else {}
-    tracker.load_state_dict(state.get("tracker", manifest.tracker))
-    schedule.load_state_dict(state.get("schedule", manifest.schedule))
+    _restore(tracker, state.get("tracker", manifest.tracker), where)
+    _restore(schedule, state.get("schedule", manifest.schedule), where)
     if source is not primary:
         opened.source = (source, manifest)
     elif latest is not None:

@@ -28,7 +28,7 @@ class RetentionPolicy:
     paths (the checkpoint training resumed from) are never selected.
 
     Args:
-        keep_last: Keep the N most recent checkpoints.
+        keep_last: Keep the N most recent checkpoints (alone, the best goes too once N newer exist).
         keep_best: Keep the K checkpoints with the best monitor values.
         keep_every_n_epochs: Also keep checkpoints whose epoch is a multiple of N.
     """

@@ -23,6 +23,8 @@ class BestTracker:
         mode: ``"min"`` or ``"max"`` (already resolved, see :func:`ckptcore.resolve_mode`).
         min_delta: The smallest change that counts as an improvement (non-negative).
         initial_value_threshold: Optional starting best value.
+        monitor: The metric's name, stored with the state so that a restored state is only
+            ever one of the same metric.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class BestTracker:
         mode: Direction,
         min_delta: float = 0.0,
         initial_value_threshold: float | None = None,
+        monitor: str | None = None,
     ) -> None:
         if mode not in ("min", "max"):
             raise ConfigError(f"mode: got {mode!r}; allowed: 'min', 'max'")
@@ -38,6 +41,7 @@ class BestTracker:
         ):
             raise ConfigError(f"min_delta: got {min_delta!r}; allowed: a finite number >= 0")
         self.mode: Direction = mode
+        self.monitor = monitor
         self.min_delta = float(abs(min_delta))
         self.best: float | None = None
         if initial_value_threshold is not None:
@@ -70,10 +74,25 @@ class BestTracker:
 
     def state_dict(self) -> dict[str, Any]:
         """Return the state that lets a restarted run keep the same best."""
-        return {"mode": self.mode, "min_delta": self.min_delta, "best": self.best}
+        state: dict[str, Any] = {"mode": self.mode, "min_delta": self.min_delta, "best": self.best}
+        if self.monitor is not None:
+            state["monitor"] = self.monitor
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output. A stored mode must match this tracker's mode."""
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            ConfigError: The stored state tracked another metric or direction (its best means
+                nothing for this one).
+            MonitorError: The stored best is not a number.
+        """
+        monitor = state.get("monitor")
+        if monitor is not None and self.monitor is not None and monitor != self.monitor:
+            raise ConfigError(
+                f"monitor: the stored tracker monitored {monitor!r} but this run monitors "
+                f"{self.monitor!r}; pass monitor={monitor!r} to resume, or start a new root"
+            )
         mode = state.get("mode", self.mode)
         if mode != self.mode:
             raise ConfigError(
@@ -81,7 +100,7 @@ class BestTracker:
                 "pass the same mode to resume"
             )
         best = state.get("best")
-        self.best = None if best is None else float(best)
+        self.best = None if best is None else to_scalar("stored best", best)
 
     def __repr__(self) -> str:
         return f"BestTracker(mode={self.mode!r}, min_delta={self.min_delta}, best={self.best})"

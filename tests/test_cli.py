@@ -217,6 +217,21 @@ def test_prune_uses_the_recorded_direction(tmp_path):
     assert [e.path for e in read_manifest(tmp_path).entries] == ["a-2.npy"]
 
 
+def test_prune_ranks_each_run_by_its_own_monitor(tmp_path):
+    # A shared root: one run minimises loss, the other maximises acc (written later, so the
+    # manifest's top-level state is the acc run's).
+    train(str(tmp_path / "loss-{epoch}.npy"), losses=[0.5, 0.2, 0.4])
+    ck = Checkpointer(str(tmp_path / "acc-{epoch}.npy"), write=lambda p: open(p, "wb").write(b"x"),
+                      monitor="acc")
+    with ck:
+        for epoch, acc in enumerate([0.6, 0.9, 0.7]):
+            ck.on_epoch_end(epoch, {"acc": acc})
+    result = invoke("prune", str(tmp_path), "--keep-best", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(e.path for e in read_manifest(tmp_path).entries) == ["acc-2.npy", "loss-2.npy"]
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["acc-2.npy", "loss-2.npy"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

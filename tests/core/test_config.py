@@ -41,9 +41,9 @@ BAD_ARGUMENTS = [
     ({"monitor": ""}, "monitor", "''", ["non-empty"]),
     ({"monitor": "   "}, "monitor", "'   '", ["non-empty"]),
     ({"monitor": None}, "monitor", "None", ["non-empty"]),
-    ({"verbose": "1"}, "verbose", "'1'", ["0, 1 or 2"]),
-    ({"verbose": 1.0}, "verbose", "1.0", ["0, 1 or 2"]),
-    ({"verbose": -1}, "verbose", "-1", ["0, 1 or 2"]),
+    ({"verbose": "1"}, "verbose", "'1'", ["0 (silent) or an int >= 1"]),
+    ({"verbose": 1.0}, "verbose", "1.0", ["0 (silent) or an int >= 1"]),
+    ({"verbose": -1}, "verbose", "-1", ["0 (silent) or an int >= 1"]),
     ({"save_best_only": "yes"}, "save_best_only", "'yes'", ["True or False"]),
     ({"every_n_epochs": 0}, "every_n_epochs", "0", [">= 1"]),
     ({"every_seconds": 0}, "every_seconds", "0", ["> 0"]),
@@ -112,7 +112,21 @@ def test_numpy_scalars_are_numbers(tmp_path):
     assert cfg.initial_value_threshold == 0.5
 
 
+@pytest.mark.parametrize("argument", ["initial_value_threshold", "min_delta", "every_seconds", "retry_backoff"])
+def test_an_array_of_numbers_is_not_a_number(tmp_path, argument):
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ConfigError, match=rf"{argument}: got array\(\[0.3, 0.2\]\).*a single number"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=_noop, **{argument: np.array([0.3, 0.2])})
+
+
+def test_every_n_epochs_needs_an_epoch_schedule(tmp_path):
+    with pytest.raises(ConfigError, match=r"every_n_epochs: got 2 with save_freq=10"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=_noop, save_freq=10, every_n_epochs=2)
+
+
 def test_config_is_frozen():
+    from pydantic import ValidationError
+
     cfg = CheckpointConfig.build(filepath="w.npy")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.monitor = "loss"  # type: ignore[misc]

@@ -371,3 +371,94 @@ def test_resume_without_a_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ManifestError, match="nothing to resume from"):
         Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: None,
                      resume=str(tmp_path / "elsewhere" / "manifest.json"))
+
+
+def test_a_loop_without_epoch_begin_names_batch_saves_with_their_epoch(tmp_path, npwrite, helpers):
+    # steps_per_execution=4 with 5 batches per epoch reports indices 3 and 4; no on_epoch_begin.
+    ck = Checkpointer(str(tmp_path / "w-{epoch}-{batch}.npy"), write=npwrite, save_freq=2, monitor="loss")
+    saved = []
+    for epoch in range(3):
+        for batch in (3, 4):
+            saved.append(ck.on_train_batch_end(batch, {"loss": 1.0}))
+        ck.on_epoch_end(epoch, {"loss": 1.0})
+    ck.close()
+    assert [s for s in saved if s] == ["w-1-4.npy", "w-2-4.npy", "w-2-5.npy", "w-3-4.npy"]
+    manifest = _assert_manifest_agrees_with_disk(tmp_path, helpers)
+    assert [(e.epoch, e.global_step) for e in manifest.entries] == [(1, 4), (2, 9), (2, 10), (3, 14)]
+
+
+def test_a_closed_checkpointer_refuses_to_save(tmp_path, npwrite):
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite)
+    ck.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        ck.on_epoch_end(0, {"val_loss": 1.0})
+    assert not (tmp_path / "w-1.npy").exists()
+
+
+def test_without_save_best_only_a_non_scalar_monitor_warns_once_and_saves(tmp_path, npwrite):
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, monitor="val_auc")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = ck.on_epoch_end(0, {"val_auc": np.array([0.1, 0.2])})
+        second = ck.on_epoch_end(1, {"val_auc": "n/a"})
+    ck.close()
+    assert (first, second) == ("w-1.npy", "w-2.npy")
+    messages = [str(w.message) for w in caught if "val_auc" in str(w.message)]
+    assert len(messages) == 1 and "(2,)" in messages[0]
+    assert [e.monitor_value for e in ck.manifest.entries] == [None, None]
+
+
+def test_a_none_monitor_value_counts_as_missing(tmp_path, npwrite):
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, save_best_only=True)
+    with pytest.warns(UserWarning, match="val_loss available"):
+        assert ck.on_epoch_end(0, {"val_loss": None}) is None
+    assert ck.on_epoch_end(1, {"val_loss": 0.5}) == "w-2.npy"
+    ck.close()
+
+
+def test_resuming_with_another_monitor_is_refused(tmp_path, npwrite):
+    filepath = str(tmp_path / "w-{epoch}.npy")
+    with Checkpointer(filepath, write=npwrite, monitor="val_loss", save_best_only=True) as ck:
+        ck.on_epoch_end(0, {"val_loss": 0.05, "loss": 0.3})
+    with pytest.raises(ValueError, match=r"monitor.*'val_loss'.*'loss'"):
+        Checkpointer(filepath, write=npwrite, monitor="loss", save_best_only=True, resume=True)
+
+
+@pytest.mark.parametrize(("section", "bad"), [
+    ("tracker", {"mode": "min", "best": "x"}),
+    ("tracker", {"mode": "min", "best": [1]}),
+    ("schedule", {"batches_run": None}),
+    ("states", {"tracker": "not an object"}),
+])
+def test_a_stored_state_that_cannot_be_restored_names_the_manifest(tmp_path, npwrite, section, bad):
+    from ckptcore import ManifestError
+
+    filepath = str(tmp_path / "w-{epoch}.npy")
+    with Checkpointer(filepath, write=npwrite) as ck:
+        ck.on_epoch_end(0, {"val_loss": 0.5})
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["states"] = {}
+    if section == "states":  # the run's own stored state, which a resume prefers
+        bad = {data["entries"][0]["run_id"]: bad}
+    data[section] = bad
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=r"manifest\.json.*cannot be restored"):
+        Checkpointer(filepath, write=npwrite, resume=True)
+
+
+def test_best_and_latest_are_this_runs_own(tmp_path, npwrite):
+    with Checkpointer(str(tmp_path / "loss-{epoch}.npy"), write=npwrite, monitor="loss") as first:
+        first.on_epoch_end(0, {"loss": 0.5})
+    second = Checkpointer(str(tmp_path / "acc-{epoch}.npy"), write=npwrite, monitor="val_acc")
+    assert (second.best(), second.latest()) == (None, None)
+    second.on_epoch_end(0, {"val_acc": 0.7})
+    assert second.best() == second.latest() == str(tmp_path / "acc-1.npy")
+    second.close()
+    assert first.best() == str(tmp_path / "loss-1.npy")
+
+
+def test_a_printer_that_cannot_be_called_is_refused(tmp_path, npwrite):
+    from ckptcore import ConfigError
+
+    with pytest.raises(ConfigError, match="printer: got 5"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, printer=5)

@@ -16,6 +16,7 @@ from ckptcore import ConfigError, MAX_NAMES, MIN_NAMES, resolve_mode
         ("val_accuracy", "max"),
         ("val_sparse_categorical_accuracy", "max"),
         ("fmeasure", "max"),
+        ("val_fmeasure", "max"),  # the classic rule misses it; the name table does not
         ("val_auc", "max"),
         ("val_precision", "max"),
         ("recall", "max"),

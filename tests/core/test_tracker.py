@@ -139,3 +139,15 @@ def test_pending_bests_undo_falls_back_past_every_best_that_reached_no_storage()
     assert tracker.best == 0.5
     bests.undo(third)  # a second undo changes nothing
     assert tracker.best == 0.5
+
+
+def test_a_stored_state_of_another_monitor_is_refused():
+    stored = BestTracker("min", monitor="val_loss")
+    stored.update(0.05)
+    state = stored.state_dict()
+    assert state["monitor"] == "val_loss"
+    with pytest.raises(ConfigError, match=r"monitor: .*'val_loss'.*'loss'"):
+        BestTracker("min", monitor="loss").load_state_dict(state)
+    same = BestTracker("min", monitor="val_loss")
+    same.load_state_dict(state)
+    assert same.best == 0.05
