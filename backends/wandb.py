@@ -81,6 +81,11 @@ def _plain(value: Any) -> Any:
     return number if math.isfinite(number) else None
 
 
+def default_artifact_name(run: Any) -> str:
+    """The artifact name W&B's own callback uses for ``run``: ``run_<run id>_model``."""
+    return f"run_{run.id}_model"
+
+
 def _check_args(root: Any, artifact_name: Any, artifact_type: Any) -> None:
     if not isinstance(root, str):
         raise ConfigError(f"root: got {root!r} ({type(root).__name__}); allowed: a string")
@@ -143,7 +148,7 @@ class WandbBackend(BaseBackend):
             )
         super().__init__(root)
         self.run = run
-        self.artifact_name: str = artifact_name or f"run_{run.id}_model"
+        self.artifact_name: str = artifact_name or default_artifact_name(run)
         self.artifact_type: str = artifact_type
         self._aliases: dict[str, list[str]] = {}
         self._held: list[str] = []

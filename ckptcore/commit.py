@@ -81,13 +81,26 @@ def _discard(backend: Any, staged: str) -> None:
         log.warning("could not remove the staged copy %r: %s", staged, exc)
 
 
-def load_manifest(backend: Any) -> Manifest | None:
-    """Read and validate the manifest of ``backend``; None when there is none."""
+def load_manifest(backend: Any, retry: RetryPolicy | None = None) -> Manifest | None:
+    """Read and validate the manifest of ``backend``; None when there is none.
+
+    Args:
+        backend: The backend whose root holds the manifest.
+        retry: How transient faults are retried (default: no retries).
+
+    Raises:
+        ManifestError: The stored manifest does not parse or validate.
+        StorageError: It could not be read (the storage is unreachable, say); names where.
+    """
+    location = backend.locate(MANIFEST_NAME)
+    policy = retry or RetryPolicy(retries=0)
     try:
-        data = backend.read_bytes(MANIFEST_NAME)
+        data = policy.call(f"reading {location}", backend.read_bytes, MANIFEST_NAME)
     except (FileNotFoundError, NotADirectoryError):  # no root yet, or a file where it would be
         return None
-    return Manifest.from_json(data, source=backend.locate(MANIFEST_NAME))
+    except Exception as exc:  # noqa: BLE001 - a client's own errors (botocore) are not OSErrors
+        raise StorageError(f"cannot read {location}: {type(exc).__name__}: {exc}") from exc
+    return Manifest.from_json(data, source=location)
 
 
 class Committer:
@@ -129,6 +142,8 @@ class Committer:
         # Paths whose entry (or absence) this run decides even if another run wrote them:
         # one being replaced (withdrawn), or another run's entry put back after a failed replace.
         self._owned: set[str] = set()
+        # (backend name, path) of pruned checkpoints not deleted yet: retried at later saves.
+        self._undeleted: list[tuple[str, str]] = []
 
     @property
     def primary(self) -> Any:
@@ -262,18 +277,37 @@ class Committer:
             )
             for old in pruned:
                 self.manifest.remove(old.path)
+                self._undeleted.extend((name, old.path) for name in old.backends)
             failed = self.write_manifest(skip=down)
-        for old in pruned:
-            for backend in self.backends:
-                if getattr(backend, "can_delete", False) and backend.name in old.backends:
-                    if backend.name in down:
-                        log.warning("not deleting %r from %s now: it failed in this save", old.path, backend.name)
-                        continue
-                    try:
-                        self.retry.call(f"deleting {old.path!r} from {backend.name}", backend.delete, old.path)
-                    except Exception as exc:  # noqa: BLE001 - pruning is best effort
-                        log.warning("could not delete %r from %s: %s", old.path, backend.name, exc)
+        self._delete_pruned(down | failed)
         return failed
+
+    def _delete_pruned(self, unsafe: set[str]) -> None:
+        """Delete pruned checkpoints from each backend whose manifest no longer lists them.
+
+        A backend in ``unsafe`` (it failed in this save, or its manifest could not be written)
+        still lists them, or cannot be reached: its deletions wait for a later save (or
+        :meth:`close`) whose manifest write succeeds there.
+        """
+        with self.lock:
+            todo, self._undeleted = self._undeleted, []
+        by_name = {b.name: b for b in self.backends if getattr(b, "can_delete", False)}
+        left = []
+        for name, path in todo:
+            backend = by_name.get(name)
+            if backend is None or self.manifest.get(path) is not None:
+                continue  # nothing to delete there, or the path holds a newer checkpoint now
+            if name in unsafe:
+                log.warning("not deleting %r from %s now: its manifest still lists it", path, name)
+                left.append((name, path))
+                continue
+            try:
+                self.retry.call(f"deleting {path!r} from {name}", backend.delete, path)
+            except Exception as exc:  # noqa: BLE001 - pruning is best effort; tried again later
+                log.warning("could not delete %r from %s: %s", path, name, exc)
+                left.append((name, path))
+        with self.lock:
+            self._undeleted.extend(left)
 
     def write_manifest(self, skip: Sequence[str] = ()) -> set[str]:
         """Store the tracker/schedule state and merge the manifest into every backend keeping one.
@@ -342,7 +376,11 @@ class Committer:
         return view
 
     def close(self) -> None:
-        """Close every backend."""
+        """Delete what retention could not delete before, where now safe; close every backend."""
+        if self._undeleted:
+            self._delete_pruned(self.write_manifest())
+            for name, path in self._undeleted:
+                log.warning("left %r on %s: it could not be deleted (not in the manifest any more)", path, name)
         for backend in self.backends:
             backend.close()
 

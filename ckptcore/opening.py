@@ -13,6 +13,7 @@ from ckptcore.commit import load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import ConfigError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
+from ckptcore.retry import RetryPolicy
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
 from ckptcore.tracker import BestTracker
@@ -131,7 +132,8 @@ def open_root(
     another root is only read: its checkpoints are not in this root's manifest, so they are
     never pruned.
     """
-    own = load_manifest(primary)
+    retry = RetryPolicy(retries=config.retries, backoff=config.retry_backoff)
+    own = load_manifest(primary, retry)
     opened = Opened(own, run_id or new_run_id())
     if not config.resume:
         return opened
@@ -144,7 +146,7 @@ def open_root(
         if _same_location(source.locate(MANIFEST_NAME), primary.locate(MANIFEST_NAME)):
             source = primary
         else:
-            manifest = load_manifest(source)
+            manifest = load_manifest(source, retry)
     where = config.resume if isinstance(config.resume, str) else primary.locate(MANIFEST_NAME)
     manifest = validate_manifest(manifest, where)
     # Several checkpointers may share a root: continue the run that wrote the latest

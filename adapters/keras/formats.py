@@ -137,7 +137,12 @@ def check_options(fmt: str, options: Any) -> Any:
             f"None; the `.{fmt}` format of Keras 3 takes no options (options apply to a "
             "SavedModel export: a filepath without a suffix, with tf.saved_model.SaveOptions)"
         )
-    raise ConfigError(f"options: got {options!r} ({type(options).__name__}); allowed: {allowed}")
+    hint = ""
+    if isinstance(options, (int, float)) and not isinstance(options, bool):
+        # Keras 3 and W&B dropped `options`: their 8th positional argument is the threshold.
+        hint = (f"; a number here is Keras 3's 8th positional argument, pass it as "
+                f"initial_value_threshold={options!r}")
+    raise ConfigError(f"options: got {options!r} ({type(options).__name__}); allowed: {allowed}{hint}")
 
 
 def _save_model(model_fn: ModelFn, path: str) -> None:

@@ -7,6 +7,7 @@ becomes a version of a W&B artifact (type ``model``) with the aliases ``latest``
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ckptcore.errors import ConfigError, MissingDependencyError
@@ -27,10 +28,16 @@ def _wandb() -> Any:
     return wandb
 
 
+@functools.cache
+def _no_run_error() -> type[ConfigError]:
+    """``ConfigError`` that is also a ``wandb.Error``, which W&B's own callback raises here."""
+    return type("NoActiveRunError", (ConfigError, _wandb().Error), {"__module__": __name__})
+
+
 def _active_run() -> Any:
     run = _wandb().run
     if run is None:
-        raise ConfigError(
+        raise _no_run_error()(
             "WandbModelCheckpoint: no active W&B run (wandb.run is None); call wandb.init() "
             "before creating the callback and keep the run open while training"
         )
@@ -52,8 +59,8 @@ class WandbModelCheckpoint(ModelCheckpoint):
     extra backend next to any in ``backends``.
 
     Raises:
-        ConfigError: No W&B run is active (call ``wandb.init()`` first), or an argument is
-            invalid.
+        ConfigError: No W&B run is active (call ``wandb.init()`` first; this error is a
+            ``wandb.Error`` too, as W&B's callback raises), or an argument is invalid.
         MissingDependencyError: The W&B SDK is not installed.
     """
 
@@ -80,18 +87,29 @@ class WandbModelCheckpoint(ModelCheckpoint):
             save_weights_only=save_weights_only, mode=mode, save_freq=save_freq, options=options,
             initial_value_threshold=initial_value_threshold, **kwargs,
         )
-        # Checks artifact_name/artifact_type now and fills in the default name; each engine
-        # (one per fit) gets a fresh backend of its own.
-        backend = self._wandb_backend(artifact_name, artifact_type)
-        self.artifact_name: str = backend.artifact_name
-        self.artifact_type: str = backend.artifact_type
+        # Checks artifact_name/artifact_type now; each engine (one per fit) gets a fresh
+        # backend of its own, on the run active then.
+        self._artifact_name: str | None = artifact_name
+        self.artifact_type: str = artifact_type
+        self._wandb_backend().close()
 
-    def _wandb_backend(self, artifact_name: str | None, artifact_type: str) -> Any:
+    @property
+    def artifact_name(self) -> str | None:
+        """The artifact's name: the one given, else ``run_<id>_model`` of the run active now
+        (None while none is), as W&B's own callback names it at each save."""
+        from ckptcore.backends.wandb import default_artifact_name
+
+        if self._artifact_name is not None:
+            return self._artifact_name
+        run = _wandb().run
+        return None if run is None else default_artifact_name(run)
+
+    def _wandb_backend(self) -> Any:
         from ckptcore.backends.wandb import WandbBackend
 
-        return WandbBackend(self._root, artifact_name=artifact_name, artifact_type=artifact_type,
-                            run=_active_run())
+        return WandbBackend(self._root, artifact_name=self._artifact_name,
+                            artifact_type=self.artifact_type, run=_active_run())
 
     def _engine_backends(self) -> list[Any]:
         """A fresh W&B backend for each engine (one per ``fit``), then the user's backends."""
-        return [self._wandb_backend(self.artifact_name, self.artifact_type), *super()._engine_backends()]
+        return [self._wandb_backend(), *super()._engine_backends()]

@@ -108,6 +108,12 @@ def test_bad_arguments_name_the_argument(tmp_path, kwargs, argument):
     assert isinstance(info.value, ValueError)
 
 
+def test_a_keras3_positional_threshold_is_pointed_at_its_keyword(tmp_path):
+    # Keras 3's signature has no `options`: its 8th positional argument is the threshold.
+    with pytest.raises(ConfigError, match=r"options: got 0\.3.*initial_value_threshold=0\.3"):
+        ModelCheckpoint(str(tmp_path / "m.keras"), "val_loss", 0, True, False, "auto", "epoch", 0.3)
+
+
 def test_batch_placeholder_needs_a_batch_schedule(tmp_path):
     with pytest.raises(ConfigError, match=r"\{batch\}"):
         ModelCheckpoint(str(tmp_path / "m-{epoch}-{batch}.keras"))

@@ -37,8 +37,9 @@ def _finish(run) -> list:
 
 def test_requires_an_active_run(tmp_path):
     assert wandb.run is None
-    with pytest.raises(ConfigError, match=r"wandb\.init\(\)"):
+    with pytest.raises(ConfigError, match=r"wandb\.init\(\)") as info:
         WandbModelCheckpoint(str(tmp_path / "m.keras"))
+    assert isinstance(info.value, wandb.Error), "code written for W&B's callback catches it too"
 
 
 def test_bad_artifact_arguments(tmp_path, wandb_run):
@@ -100,3 +101,19 @@ def test_second_fit_logs_to_the_same_artifact(tmp_path, data, make_model, wandb_
     assert [a.name for a in logged] == [f"run_{wandb_run.id}_model"] * 2
     assert [a.aliases for a in logged] == [["best", "epoch_1", "latest"], ["best", "epoch_2", "latest"]]
     assert [list(a.files) for a in logged] == [["m-1.weights.h5"], ["m-2.weights.h5"]]
+
+
+def test_a_callback_reused_on_a_new_run_names_the_artifact_after_that_run(tmp_path, data, make_model, wandb_run):
+    x, y = data
+    model = make_model()
+    cb = WandbModelCheckpoint(str(tmp_path / "ckpt" / "m-{epoch}.weights.h5"), monitor="loss", save_weights_only=True)
+    assert cb.artifact_name == f"run_{wandb_run.id}_model"
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[cb], verbose=0)
+    first = _finish(wandb_run)
+    assert cb.artifact_name is None  # no run is active
+    second_run = wandb.init(project="ckptcore-tests", dir=str(tmp_path / "wandb-dir"))
+    model.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, callbacks=[cb], verbose=0)
+    second = _finish(second_run)
+    assert [a.name for a in first] == [f"run_{wandb_run.id}_model"]
+    assert [a.name for a in second] == [f"run_{second_run.id}_model"]
+    assert [list(a.files) for a in second] == [["m-2.weights.h5"]]

@@ -139,6 +139,22 @@ def test_s3_as_the_only_storage_while_it_is_down(tmp_path, s3):
     assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3.bucket}/run")) == ["manifest.json", "w-1.npy", "w-3.npy"]
 
 
+def test_an_unreachable_root_is_a_storage_error_at_construction_and_in_the_cli(s3):
+    from typer.testing import CliRunner
+
+    from ckptcore import StorageError
+    from ckptcore.cli import app
+
+    root = f"s3://{s3.bucket}/run"
+    s3.stop()
+    with pytest.raises(StorageError, match=rf"cannot read {root}/manifest.json: EndpointConnectionError"):
+        Checkpointer(f"{root}/w-{{epoch}}.npy", storage_options=s3.options, retries=1, retry_backoff=0.01)
+    result = CliRunner().invoke(app, ["ls", root, "--storage-options", json.dumps(s3.options)])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"ckptcore: error: {root}: cannot read {root}/manifest.json: EndpointConnectionError")
+
+
 def test_on_save_error_raise_stops_training_with_the_checkpoint_named(tmp_path, s3):
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), backends=[f"s3://{s3.bucket}/run"],
                       storage_options=s3.options, retries=0, on_save_error="raise")
@@ -226,6 +242,38 @@ def test_a_failing_delete_during_retention_does_not_stop_training(tmp_path, flak
     assert [e.path for e in _assert_local_agrees(tmp_path).entries] == ["w-3.npy"]
     remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
     assert [e.path for e in remote.entries] == ["w-3.npy"], "the manifest no longer lists what was pruned"
+
+
+def test_retention_deletes_nothing_a_stored_manifest_still_lists(flaky_fs):
+    ck = Checkpointer(f"{flaky_fs.url}/w-{{epoch}}.npy", keep_last=1, retries=0)
+    _run(ck, range(2))
+    flaky_fs.fail("pipe_file", 1, lambda: ConnectionResetError("connection reset"))  # the manifest
+    with pytest.warns(CheckpointSaveWarning, match=r"'w-3.npy' was only partly saved.*manifest not writable"):
+        _run(ck, range(2, 3))
+    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    assert [e.path for e in stored.entries] == ["w-2.npy"]
+    assert flaky_fs.fs.exists(f"{flaky_fs.url}/w-2.npy"), "pruned while the stored manifest lists it"
+    _run(ck, range(3, 4))
+    ck.close()
+    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    assert [e.path for e in stored.entries] == ["w-4.npy"]
+    assert [flaky_fs.fs.exists(f"{flaky_fs.url}/w-{n}.npy") for n in (1, 2, 3, 4)] == [False, False, False, True]
+
+
+def test_a_secondary_that_was_down_gets_its_pruned_checkpoints_deleted_later(tmp_path, flaky_fs, caplog):
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), backends=[flaky_fs.url], keep_last=1, retries=0)
+    _run(ck, range(1))
+    flaky_fs.fail("put_file", 1, lambda: ConnectionRefusedError("connection refused"))
+    with pytest.warns(CheckpointSaveWarning, match=r"'w-2.npy' was only partly saved"):
+        _run(ck, range(1, 2))
+    assert "not deleting 'w-1.npy' from flakymem now" in caplog.text
+    assert flaky_fs.fs.exists(f"{flaky_fs.url}/w-1.npy"), "its manifest there still lists it"
+    _run(ck, range(2, 3))
+    ck.close()
+    assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-1.npy"), "deleted once its manifest there was written"
+    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    assert [e.path for e in remote.entries] == ["w-3.npy"]
+    assert [e.path for e in _assert_local_agrees(tmp_path).entries] == ["w-3.npy"]
 
 
 def test_a_failing_primary_store_lists_nothing_it_did_not_commit(flaky_fs):
