@@ -121,8 +121,14 @@ class Checkpointer:
         self.schedule.start_epoch()
         self._check_background()
 
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> str | None:
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None, *,
+                           steps: int | None = None) -> str | None:
         """Report that batches up to 0-based index ``batch`` of this epoch have run.
+
+        Args:
+            batch: The 0-based index of the last batch run.
+            logs: The metrics of that batch.
+            steps: Batches per epoch, when known (see :meth:`SaveSchedule.advance`).
 
         Returns:
             The relative path saved, or None.
@@ -130,7 +136,7 @@ class Checkpointer:
         if self._epoch_ended:
             # A loop that calls no on_epoch_begin: this batch starts the next epoch.
             self.on_epoch_begin(self.epoch + 1)
-        self.schedule.advance(batch)
+        batch = self.schedule.advance(batch, steps)
         self._last = (self.epoch, batch, dict(logs or {}))
         if not (self.schedule.batch_due() or self.schedule.time_due()):
             self._check_background()

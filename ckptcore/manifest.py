@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ckptcore.errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests"]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+#: The ``format`` mark of a ckptcore manifest: another tool's ``manifest.json`` lacks it.
+MANIFEST_FORMAT = "ckptcore.manifest"
 
 
 def _now() -> str:
@@ -56,6 +58,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
     entries: list[ManifestEntry] = Field(default_factory=list)
     tracker: dict[str, Any] = Field(default_factory=dict)
@@ -143,6 +146,13 @@ class Manifest(BaseModel):
             raise ManifestError(f"{source}: not a manifest: JSON nested too deeply") from exc
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        # Manifests written before the mark existed are known by their entries.
+        if data.get("format", MANIFEST_FORMAT if "entries" in data else None) != MANIFEST_FORMAT:
+            raise ManifestError(
+                f"{source}: not a ckptcore manifest (no \"format\": \"{MANIFEST_FORMAT}\"), so "
+                "ckptcore neither reads nor replaces it; give the checkpoints a directory of "
+                "their own (say, a subdirectory in filepath)"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -80,12 +80,21 @@ class SaveSchedule:
         """Reset the per-epoch batch index (batch indices restart at 0 each epoch)."""
         self._epoch_last_batch = -1
 
-    def advance(self, batch: int) -> int:
+    def advance(self, batch: int, steps: int | None = None) -> int:
         """Record that batches up to index ``batch`` of this epoch have run.
 
+        Args:
+            batch: The 0-based index of the last batch run.
+            steps: Batches per epoch, when known. An index past the end (Keras reports the
+                last, partial execution of an epoch that way) counts up to the epoch's end
+                only; an index past a ``steps`` that is evidently too small (the batches go
+                on) counts as run.
+
         Returns:
-            How many batches this call added (more than 1 under multi-step execution).
+            The batch index counted (``batch``, or bounded by ``steps``).
         """
+        if steps is not None and batch >= steps:
+            batch = max(steps - 1, self._epoch_last_batch + 1)
         ran = batch - self._epoch_last_batch
         if ran <= 0:
             # The index went back: a new epoch began without ``start_epoch`` (a hand-written
@@ -93,7 +102,7 @@ class SaveSchedule:
             ran = max(batch + 1, 1)
         self._epoch_last_batch = batch
         self.batches_run += ran
-        return ran
+        return batch
 
     def batch_due(self) -> bool:
         """Whether a batch-count save is due (pure)."""

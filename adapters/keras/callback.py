@@ -8,10 +8,13 @@ metric's direction from the model, and forwards the training hooks to a
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Callable, Mapping
 
 import keras
 
+from ckptcore.backends.local import LocalBackend
+from ckptcore.commit import load_manifest
 from ckptcore.config import CheckpointConfig
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import ConfigError
@@ -128,6 +131,14 @@ class ModelCheckpoint(keras.callbacks.Callback):
         self.initial_value_threshold = config.initial_value_threshold
         self._batch_hooks = SaveSchedule(config.save_freq, config.every_n_epochs, config.every_seconds).uses_batches
         self._check_backend_specs(config)
+        if self.save_best_only and isinstance(self.save_freq, int) and self.monitor.startswith("val_"):
+            warnings.warn(
+                f"ModelCheckpoint: save_best_only with save_freq={self.save_freq} saves at batch "
+                f"ends, whose logs hold no validation metrics, so {self.monitor!r} is never there "
+                "and nothing would be saved; monitor a training metric (such as 'loss') or use "
+                "save_freq='epoch'",
+                stacklevel=2,
+            )
         self._engine: Checkpointer | None = None
         self._engine_open = False
         self._epoch = 0
@@ -151,6 +162,9 @@ class ModelCheckpoint(keras.callbacks.Callback):
         for spec in (root if "://" in root else "local", *config.backends):
             if isinstance(spec, str):
                 resolve_backend(spec, root, **config.storage_options).close()
+        if "://" not in root:
+            # A manifest.json there that is not ckptcore's (or is unreadable) fails now, not in fit.
+            load_manifest(LocalBackend(root))
 
     # -- the batch hook, defined only when a batch schedule needs it ----------------------------
     @property
@@ -167,12 +181,9 @@ class ModelCheckpoint(keras.callbacks.Callback):
 
     def _save_on_batch(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         engine = self._ensure_engine()
-        steps = self._steps_per_epoch()
-        if steps is not None:
-            # With steps_per_execution=k Keras reports the last index of each execution; the
-            # final, partial one of an epoch is reported past the end (index 11 of 10 batches).
-            batch = min(batch, steps - 1)
-        self._finished(engine.on_train_batch_end(batch, logs), engine)
+        # With steps_per_execution=k Keras reports the last index of each execution, the final,
+        # partial one of an epoch past the end (index 11 of 10): the schedule bounds it by steps.
+        self._finished(engine.on_train_batch_end(batch, logs, steps=self._steps_per_epoch()), engine)
 
     # -- Keras hooks --------------------------------------------------------------------------
     def set_model(self, model: Any) -> None:
@@ -218,6 +229,15 @@ class ModelCheckpoint(keras.callbacks.Callback):
             finally:
                 if getattr(self, "_snapshot", None) is not None:
                     self._snapshot.release()  # the host buffers kept for reuse
+
+    def wait(self) -> None:
+        """Block until every pending non-blocking save is committed; re-raise its failure.
+
+        Call it before reading a checkpoint this callback just saved (from another callback,
+        or after an exception out of ``fit``, which skips ``on_train_end``).
+        """
+        if self._engine is not None:
+            self._engine.wait()
 
     def _steps_per_epoch(self) -> int | None:
         steps = (self.params or {}).get("steps")

@@ -39,10 +39,10 @@ def test_extras_are_the_engine_options():
 
 
 def test_attributes_mirror_keras(tmp_path):
-    cb = ModelCheckpoint(tmp_path / "m-{epoch:02d}.keras", monitor="val_accuracy", verbose=1,
+    cb = ModelCheckpoint(tmp_path / "m-{epoch:02d}.keras", monitor="accuracy", verbose=1,
                          save_best_only=True, mode="max", save_freq=4, initial_value_threshold=0.5)
     assert cb.filepath == str(tmp_path / "m-{epoch:02d}.keras")  # PathLike accepted
-    assert (cb.monitor, cb.verbose, cb.save_best_only, cb.mode, cb.save_freq) == ("val_accuracy", 1, True, "max", 4)
+    assert (cb.monitor, cb.verbose, cb.save_best_only, cb.mode, cb.save_freq) == ("accuracy", 1, True, "max", 4)
     assert cb.save_weights_only is False and cb.best == 0.5 and cb.format == "keras"
 
 
@@ -112,6 +112,15 @@ def test_a_keras3_positional_threshold_is_pointed_at_its_keyword(tmp_path):
     # Keras 3's signature has no `options`: its 8th positional argument is the threshold.
     with pytest.raises(ConfigError, match=r"options: got 0\.3.*initial_value_threshold=0\.3"):
         ModelCheckpoint(str(tmp_path / "m.keras"), "val_loss", 0, True, False, "auto", "epoch", 0.3)
+
+
+def test_a_foreign_manifest_in_the_root_fails_at_construction(tmp_path):
+    from ckptcore import ManifestError
+
+    (tmp_path / "manifest.json").write_text('{"name": "my-dataset"}')
+    with pytest.raises(ManifestError, match="not a ckptcore manifest"):
+        ModelCheckpoint(str(tmp_path / "m-{epoch}.keras"))
+    assert (tmp_path / "manifest.json").read_text() == '{"name": "my-dataset"}'
 
 
 def test_batch_placeholder_needs_a_batch_schedule(tmp_path):

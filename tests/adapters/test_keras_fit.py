@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import keras
@@ -160,3 +161,50 @@ def test_custom_loop_through_callback_list(tmp_path, data, make_model):
     # The direction of R2Score ("up") is read once the first step has built the metrics.
     assert best.checkpointer.mode == "max"
     assert len(model.history.history["val_loss"]) == 2
+
+
+@pytest.mark.parametrize("epoch_begin", [True, False], ids=["with-epoch-begin", "without-epoch-begin"])
+def test_custom_loop_running_more_batches_than_its_steps_counts_them_all(tmp_path, data, make_model, epoch_begin):
+    # CallbackList(steps=3) although 5 batches run per epoch (a miscounted last batch, say).
+    x, y = data
+    model = make_model()
+    ck = ModelCheckpoint(str(tmp_path / "w-{epoch}-{batch}.weights.h5"), save_weights_only=True, save_freq=3)
+    callbacks = keras.callbacks.CallbackList([ck], model=model, epochs=2, steps=3)
+    callbacks.on_train_begin()
+    for epoch in range(2):
+        if epoch_begin:
+            callbacks.on_epoch_begin(epoch)
+        for step in range(5):
+            logs = model.train_on_batch(x[step * 8:(step + 1) * 8], y[step * 8:(step + 1) * 8], return_dict=True)
+            callbacks.on_train_batch_end(step, logs)
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end()
+    # As keras.callbacks.ModelCheckpoint names them: totals 3, 6, 9 of 10 batches.
+    assert [n for n in files(tmp_path) if n.startswith("w-")] == [
+        "w-1-3.weights.h5", "w-2-1.weights.h5", "w-2-4.weights.h5"]
+    assert [e["global_step"] for e in manifest_entries(tmp_path)] == [3, 6, 9]
+
+
+def test_wait_makes_a_non_blocking_save_visible(tmp_path, data, make_model):
+    x, y = data
+    seen = []
+
+    class Reader(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ck.wait()
+            seen.append(os.path.exists(tmp_path / f"m-{epoch + 1}.keras"))
+
+    ck = ModelCheckpoint(str(tmp_path / "m-{epoch}.keras"), monitor="loss")
+    assert ck.checkpointer is None
+    ck.wait()  # before training: nothing to wait for
+    make_model().fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[ck, Reader()])
+    assert ck.checkpointer.writer is not None, "saves were non-blocking"
+    assert seen == [True, True]
+
+
+def test_save_best_only_on_a_val_metric_at_batch_ends_warns_at_construction(tmp_path):
+    with pytest.warns(UserWarning, match=r"'val_loss' is never there"):
+        ModelCheckpoint(str(tmp_path / "m.keras"), save_best_only=True, save_freq=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ModelCheckpoint(str(tmp_path / "m.keras"), monitor="loss", save_best_only=True, save_freq=4)

@@ -462,3 +462,20 @@ def test_a_printer_that_cannot_be_called_is_refused(tmp_path, npwrite):
 
     with pytest.raises(ConfigError, match="printer: got 5"):
         Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, printer=5)
+
+
+@pytest.mark.parametrize("foreign", ['{"name": "my-dataset", "files": ["a.csv"]}', '["a.csv"]', "not json"])
+def test_a_manifest_json_of_another_tool_is_left_alone(tmp_path, npwrite, foreign):
+    from ckptcore import ManifestError
+
+    (tmp_path / "manifest.json").write_text(foreign)
+    with pytest.raises(ManifestError, match=r"manifest\.json"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite)
+    assert (tmp_path / "manifest.json").read_text() == foreign
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+def test_the_manifest_carries_its_format_mark(tmp_path, npwrite):
+    with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite) as ck:
+        ck.on_epoch_end(0, {"val_loss": 1.0})
+    assert json.loads((tmp_path / "manifest.json").read_text())["format"] == "ckptcore.manifest"

@@ -67,7 +67,10 @@ def test_json_round_trip_with_non_finite_and_numpy_values():
         (json.dumps({"entries": [{"name": "x", "path": ""}]}), "stay under the root"),
         (json.dumps({"entries": [{"path": "x"}]}), "name"),
         (json.dumps({"entries": [{"name": "x", "path": "x", "size": -1}]}), "size"),
-        (json.dumps({"version": 99}), "newer"),
+        (json.dumps({"format": "ckptcore.manifest", "version": 99}), "newer"),
+        (json.dumps({"version": 99}), "not a ckptcore manifest"),
+        (json.dumps({"name": "my-dataset", "files": ["a.csv"]}), "not a ckptcore manifest"),
+        (json.dumps({"format": "other-tool", "entries": []}), "not a ckptcore manifest"),
         (json.dumps({"entries": "nope"}), "entries"),
     ],
 )

@@ -165,3 +165,16 @@ def test_bad_arguments(kwargs, named):
         SaveSchedule(**kwargs)
     assert named in str(info.value)
     assert "allowed" in str(info.value)
+
+
+def test_an_index_past_the_epoch_end_counts_up_to_the_end_only():
+    # steps_per_execution=3 over 10 batches: Keras reports 2, 5, 8 and then 11 for the last one.
+    schedule = SaveSchedule(save_freq=5)
+    assert [schedule.advance(i, steps=10) for i in (2, 5, 8, 11)] == [2, 5, 8, 9]
+    assert schedule.batches_run == 10
+
+
+def test_indices_past_a_steps_that_is_too_small_go_on_counting():
+    schedule = SaveSchedule(save_freq=5)
+    assert [schedule.advance(i, steps=3) for i in range(5)] == [0, 1, 2, 3, 4]
+    assert schedule.batches_run == 5
