@@ -6,13 +6,13 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
 
 import numpy as np
 import pytest
+from s3_server import AWS_TEST_ENV, S3Server
 from typer.testing import CliRunner
 
 from ckptcore import Checkpointer, Manifest
@@ -388,23 +388,11 @@ def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_root):
 @pytest.fixture
 def s3_root(monkeypatch):
     """A fresh bucket on a moto S3 server on 127.0.0.1; yields (root URL, storage_options)."""
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    server = S3Server().start()
     try:
-        import s3fs
-
-        options = {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}, "use_listings_cache": False}
-        bucket = f"ckpt-{uuid.uuid4().hex[:12]}"
-        s3fs.S3FileSystem(**options).mkdir(bucket)
-        yield f"s3://{bucket}/run", options
+        yield f"s3://{server.make_bucket()}/run", server.options
     finally:
         server.stop()
 

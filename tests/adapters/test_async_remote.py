@@ -7,39 +7,28 @@ backends are the real ones, subclassed only to note which thread ran each upload
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import uuid
 
 import keras
 import numpy as np
 import pytest
+from s3_server import AWS_TEST_ENV, S3Server
 
 from ckptcore.adapters.keras import ModelCheckpoint
 
 pytestmark = pytest.mark.keras
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_options():
     """storage_options for a moto S3 server on loopback (dummy credentials)."""
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
     patch = pytest.MonkeyPatch()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        patch.setenv(name, "testing")
-    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    port = _free_port()
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    for name, value in AWS_TEST_ENV.items():
+        patch.setenv(name, value)
+    server = S3Server().start()
     try:
-        yield {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}, "use_listings_cache": False}
+        yield server.options
     finally:
         server.stop()
         patch.undo()

@@ -7,56 +7,47 @@ once per session on 127.0.0.1 with a free port; each test gets a bucket of its o
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import uuid
 
 import pytest
+from s3_server import AWS_TEST_ENV, S3Server
 
 pytest.register_assert_rewrite("contract")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """The URL of a moto S3 server on loopback, with dummy credentials in the environment."""
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
+def s3_server():
+    """A moto S3 server on loopback for the session, with dummy credentials in the environment."""
     patch = pytest.MonkeyPatch()
-    for name, value in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")]:
+    for name, value in AWS_TEST_ENV.items():
         patch.setenv(name, value)
-    port = _free_port()
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = S3Server().start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
         server.stop()
         patch.undo()
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server) -> str:
+    """The URL of the loopback S3 server."""
+    return s3_server.endpoint
+
+
 @pytest.fixture
-def s3_options(s3_endpoint) -> dict:
+def s3_options(s3_server) -> dict:
     """``storage_options`` that point s3fs at the loopback server (no listing cache)."""
-    return {"client_kwargs": {"endpoint_url": s3_endpoint}, "use_listings_cache": False}
+    return dict(s3_server.options)
 
 
 @pytest.fixture
-def s3_bucket(s3_options) -> str:
+def s3_bucket(s3_server) -> str:
     """A fresh, empty bucket; returns its name."""
-    import s3fs
-
-    name = f"ckpt-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(**s3_options).mkdir(name)
-    return name
+    return s3_server.make_bucket()
 
 
 @pytest.fixture

@@ -8,68 +8,25 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import uuid
 from typing import Any, Callable
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class S3Server:
-    """moto's S3 server on loopback that a test can stop and start again on the same port.
-
-    moto keeps its buckets in the process, so objects written before a stop are there after.
-    """
-
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self._factory = ThreadedMotoServer
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server: Any = None
-
-    def start(self) -> None:
-        if self._server is None:
-            self._server = self._factory(ip_address="127.0.0.1", port=self.port, verbose=False)
-            self._server.start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
+from s3_server import AWS_TEST_ENV, S3Server
 
 
 @pytest.fixture
 def s3(monkeypatch):
-    """A running S3 server of this test's own, with a bucket; stopped at the end."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    for name, value in [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")]:
-        monkeypatch.setenv(name, value)
-    server = S3Server()
-    server.start()
-    server.options = {  # type: ignore[attr-defined]
-        "client_kwargs": {"endpoint_url": server.endpoint},
-        # ckptcore retries; botocore's own retries of a refused connection would only add delay.
-        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5},
-        "use_listings_cache": False,
-    }
-    server.bucket = f"ckpt-{uuid.uuid4().hex[:12]}"  # type: ignore[attr-defined]
-    import s3fs
+    """A running S3 server of this test's own, with a bucket; stopped at the end.
 
-    s3fs.S3FileSystem(**server.options).mkdir(server.bucket)  # type: ignore[attr-defined]
+    ``s3.stop()`` and ``s3.start()`` take it away and bring it back on the same port.
+    """
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    # ckptcore retries; botocore's own retries of a refused connection would only add delay.
+    server = S3Server(config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5})
+    server.start()
+    server.bucket = server.make_bucket()  # type: ignore[attr-defined]
     try:
         yield server
     finally:
