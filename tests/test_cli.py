@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 
 import numpy as np
 import pytest
@@ -315,53 +314,43 @@ def test_console_script_runs_without_importing_heavy_packages(root):
 
 
 # -- an fsspec URL --------------------------------------------------------------------------------
-@pytest.fixture
-def memory_root():
-    fsspec = pytest.importorskip("fsspec")
-    url = f"memory://ckptcore-cli-{uuid.uuid4().hex[:8]}/run"
-    yield url
-    fs = fsspec.filesystem("memory")
-    if fs.exists(url):
-        fs.rm(url, recursive=True)
-
-
-def test_every_command_works_on_a_memory_url(memory_root):
+def test_every_command_works_on_a_memory_url(memory_url):
     import fsspec
 
     fs = fsspec.filesystem("memory")
-    ck = train(memory_root + "/w-{epoch:02d}.npy", keep_last=4)
-    listed = json.loads(invoke("ls", memory_root, "--json").stdout)
+    ck = train(memory_url + "/w-{epoch:02d}.npy", keep_last=4)
+    listed = json.loads(invoke("ls", memory_url, "--json").stdout)
     assert [r["path"] for r in listed] == ["w-03.npy", "w-04.npy", "w-05.npy", "w-06.npy"]
-    assert listed[0]["location"] == memory_root + "/w-03.npy"
-    assert invoke("best", memory_root).stdout.strip() == ck.best() == memory_root + "/w-04.npy"
-    assert invoke("verify", memory_root).exit_code == 0
+    assert listed[0]["location"] == memory_url + "/w-03.npy"
+    assert invoke("best", memory_url).stdout.strip() == ck.best() == memory_url + "/w-04.npy"
+    assert invoke("verify", memory_url).exit_code == 0
 
-    with fs.open(memory_root + "/w-05.npy", "wb") as fh:
+    with fs.open(memory_url + "/w-05.npy", "wb") as fh:
         fh.write(b"corrupted")
-    fs.rm(memory_root + "/w-03.npy")
-    result = invoke("verify", memory_root)
+    fs.rm(memory_url + "/w-03.npy")
+    result = invoke("verify", memory_url)
     assert result.exit_code == 1
     assert "BAD" in result.stderr and "w-05.npy" in result.stderr
     assert "MISSING" in result.stderr and "w-03.npy" in result.stderr
 
-    assert invoke("prune", memory_root, "--keep-last", "1", "--dry-run").exit_code == 0
-    assert fs.exists(memory_root + "/w-04.npy")
-    assert invoke("prune", memory_root, "--keep-last", "1").exit_code == 0
-    remaining = sorted(p.rsplit("/", 1)[-1] for p in fs.find(memory_root))
+    assert invoke("prune", memory_url, "--keep-last", "1", "--dry-run").exit_code == 0
+    assert fs.exists(memory_url + "/w-04.npy")
+    assert invoke("prune", memory_url, "--keep-last", "1").exit_code == 0
+    remaining = sorted(p.rsplit("/", 1)[-1] for p in fs.find(memory_url))
     assert remaining == ["manifest.json", "w-06.npy"]
-    manifest = Manifest.from_json(fs.cat(memory_root + "/manifest.json"))
+    manifest = Manifest.from_json(fs.cat(memory_url + "/manifest.json"))
     assert [e.path for e in manifest.entries] == ["w-06.npy"]
-    assert hashlib.sha256(fs.cat(memory_root + "/w-06.npy")).hexdigest() == manifest.entries[0].sha256
+    assert hashlib.sha256(fs.cat(memory_url + "/w-06.npy")).hexdigest() == manifest.entries[0].sha256
 
 
-def test_a_memory_url_without_manifest_is_a_one_line_error(memory_root):
-    result = invoke("ls", memory_root)
+def test_a_memory_url_without_manifest_is_a_one_line_error(memory_url):
+    result = invoke("ls", memory_url)
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no manifest.json" in lines[0]
 
 
-def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_root):
+def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_url):
     import fsspec
 
     fs = fsspec.filesystem("memory")
@@ -372,14 +361,14 @@ def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_root):
         open(os.path.join(path, "saved_model.pb"), "wb").write(b"graph")
         open(os.path.join(path, "fingerprint.pb"), "wb").write(b"fp")
 
-    with Checkpointer(memory_root + "/m-{epoch}", write=write_dir, monitor="loss") as ck:
+    with Checkpointer(memory_url + "/m-{epoch}", write=write_dir, monitor="loss") as ck:
         ck.on_epoch_end(0, {"loss": 1.0})
         ck.on_epoch_end(1, {"loss": 0.5})
-    result = invoke("verify", memory_root)
+    result = invoke("verify", memory_url)
     assert result.exit_code == 0, result.output
     assert result.stdout.count("ok ") == 2
-    fs.pipe_file(memory_root + "/m-1/variables/w.npy", b"changed")
-    result = invoke("verify", memory_root)
+    fs.pipe_file(memory_url + "/m-1/variables/w.npy", b"changed")
+    result = invoke("verify", memory_url)
     assert result.exit_code == 1
     assert "BAD" in result.stderr and "m-1" in result.stderr and "m-2" not in result.stderr
 

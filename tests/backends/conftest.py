@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 
 import pytest
 from s3_server import AWS_TEST_ENV, S3Server
@@ -48,17 +47,6 @@ def s3_options(s3_server) -> dict:
 def s3_bucket(s3_server) -> str:
     """A fresh, empty bucket; returns its name."""
     return s3_server.make_bucket()
-
-
-@pytest.fixture
-def memory_url():
-    """A fresh ``memory://`` root, removed afterwards."""
-    fsspec = pytest.importorskip("fsspec")
-    url = f"memory://ckptcore-{uuid.uuid4().hex[:12]}/run"
-    yield url
-    fs = fsspec.filesystem("memory")
-    if fs.exists(url):
-        fs.rm(url, recursive=True)
 
 
 @pytest.fixture(autouse=True, scope="module")

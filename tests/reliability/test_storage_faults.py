@@ -304,12 +304,16 @@ def _fill_until_full(ck: Checkpointer, size: int) -> tuple[list, list[str]]:
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 1 MiB tmpfs mounted for the test (needs root on Linux; skipped otherwise)."""
-    mount_point = tmp_path / "small"
+    yield from _tmpfs(tmp_path / "small", "size=1m", "the RLIMIT_FSIZE and quota-store tests "
+                      "cover a full disk without it")
+
+
+def _tmpfs(mount_point, options: str, otherwise: str):
+    """Mount a tmpfs with ``options`` at ``mount_point`` for one test; skip where one cannot."""
     mount_point.mkdir()
     if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root on Linux; the RLIMIT_FSIZE and "
-                    "quota-store tests cover a full disk without it")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        pytest.skip(f"mounting a tmpfs needs root on Linux; {otherwise}")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
@@ -389,18 +393,7 @@ def test_a_full_store_reports_the_checkpoint(tmp_path, quota_fs):
 @pytest.fixture
 def read_only_mount(tmp_path):
     """A read-only tmpfs (root on Linux; skipped otherwise): chmod does not stop root."""
-    mount_point = tmp_path / "ro"
-    mount_point.mkdir()
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root on Linux; the file-as-root test runs anyway")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    yield from _tmpfs(tmp_path / "ro", "ro,size=64k", "the file-as-root test runs anyway")
 
 
 def test_a_read_only_root_reports_every_checkpoint_and_training_goes_on(read_only_mount):
