@@ -12,7 +12,7 @@ from typing import Literal
 
 from ckptcore.errors import ConfigError
 
-__all__ = ["MAX_NAMES", "MIN_NAMES", "MODES", "Direction", "resolve_mode"]
+__all__ = ["MAX_NAMES", "MIN_NAMES", "MODES", "Direction", "direction_from_name", "resolve_mode"]
 
 Direction = Literal["min", "max"]
 MODES: tuple[str, ...] = ("auto", "min", "max")
@@ -44,6 +44,16 @@ def _base_name(monitor: str) -> str:
         if name.startswith(prefix):
             return name[len(prefix):]
     return name
+
+
+def direction_from_name(name: str) -> Direction | None:
+    """The direction the name table gives ``name`` (a metric or class name), or None.
+
+    ``"val_mean_absolute_error"`` gives ``"min"``; a class name such as ``"TruePositives"``
+    is read as ``true_positives`` (``"max"``).
+    """
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return _from_table(_base_name(snake))
 
 
 def _from_table(name: str) -> Direction | None:

@@ -3,12 +3,14 @@
 Keras 3 metrics carry ``_direction`` (``"up"`` or ``"down"``); the metrics passed to
 ``compile`` sit inside containers (``CompileMetrics``, ``MetricsList``) that expose them through
 their ``metrics`` attribute. The direction becomes the engine's ``mode_hint`` for
-``mode="auto"``.
+``mode="auto"``; a metric without one is placed by its class name (``TruePositives``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator, Literal, Optional
+
+from ckptcore.modes import direction_from_name
 
 __all__ = ["direction_hint", "iter_metrics", "metrics_built"]
 
@@ -43,6 +45,9 @@ def direction_hint(model: Any, monitor: str) -> Optional[Literal["min", "max"]]:
     for metric in iter_metrics(metrics):
         if getattr(metric, "name", None) == name:
             direction = _DIRECTIONS.get(getattr(metric, "_direction", None))
+            if direction is None:
+                # A metric without a direction (TruePositives counts): what its class is called.
+                direction = direction_from_name(type(metric).__name__)
             if direction is not None:
                 return direction  # type: ignore[return-value]
     return None

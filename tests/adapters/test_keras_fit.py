@@ -69,6 +69,7 @@ def test_missing_monitor_skips_with_one_warning(tmp_path, data, make_model):
         ("val_auc", lambda: [keras.metrics.AUC(name="auc")], "max"),  # the name table
         ("val_fit_quality", lambda: [keras.metrics.R2Score(name="fit_quality")], "max"),  # its direction
         ("val_spread", lambda: [keras.metrics.MeanAbsoluteError(name="spread")], "min"),
+        ("val_tp", lambda: [keras.metrics.TruePositives(name="tp")], "max"),  # no direction: its class
     ],
 )
 def test_mode_auto(tmp_path, data, make_model, monitor, metrics, expected):

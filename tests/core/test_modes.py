@@ -58,3 +58,13 @@ def test_bad_mode_or_hint(mode, hint, named):
         resolve_mode("val_loss", mode, hint)
     assert named in str(info.value)
     assert "allowed" in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("TruePositives", "max"), ("FalseNegatives", "min"), ("MeanAbsoluteError", "min"),
+    ("val_mean_iou", "max"), ("SomethingElse", None),
+])
+def test_direction_from_a_metric_or_class_name(name, expected):
+    from ckptcore.modes import direction_from_name
+
+    assert direction_from_name(name) == expected
