@@ -163,7 +163,7 @@ class WandbBackend(BaseBackend):
             raise FileNotFoundError(f"wandb: nothing to log at {src!r} for {relpath!r}")
         sha = info.get("sha256")
         if not sha:
-            from ckptcore.commit import digest
+            from ckptcore.digest import digest
 
             sha = digest(src)[1]
         with self._lock:

@@ -157,7 +157,7 @@ def _load(path: str, models: dict[str, Any]) -> None:
 
 
 def _check_manifest(sub: str) -> list[str]:
-    from ckptcore.commit import digest
+    from ckptcore.digest import digest
     from ckptcore.manifest import Manifest
 
     path = os.path.join(sub, "manifest.json")

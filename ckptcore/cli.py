@@ -22,21 +22,21 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Any, Callable, Iterable, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 from rich.console import Console
 
-from ckptcore.commit import digest, load_manifest
+from ckptcore.commit import load_manifest
+from ckptcore.digest import digest, stream_digest, tree_digest
 from ckptcore.table import age_seconds, checkpoint_table, human_age, human_size
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
 
-__all__ = ["Root", "app", "checkpoint_table", "human_age", "human_size", "main", "open_root", "tree_digest"]
+__all__ = ["Root", "app", "checkpoint_table", "human_age", "human_size", "main", "open_root"]
 
-_CHUNK = 1 << 20
 _URL_MARK = "://"
 
 app = typer.Typer(
@@ -65,7 +65,7 @@ class Root:
 
     @property
     def is_local(self) -> bool:
-        """Whether the checkpoints are local files (checked with :func:`ckptcore.commit.digest`)."""
+        """Whether the checkpoints are local files (checked with :func:`ckptcore.digest.digest`)."""
         from ckptcore.backends.local import LocalBackend
 
         return isinstance(self.backend, LocalBackend)
@@ -129,38 +129,6 @@ def _console() -> Console:
 
 
 # -- verifying ------------------------------------------------------------------------------------
-def tree_digest(files: Iterable[tuple[str, Callable[[], Any]]]) -> tuple[int, str]:
-    """``(size, sha256)`` of a directory checkpoint, the same as :func:`ckptcore.commit.digest`.
-
-    Args:
-        files: ``(relative path, open)`` pairs, in any order; ``open()`` returns a binary
-            file object. They are hashed in the order ``os.walk`` visits them (at each level the
-            files by name, then the sub-directories by name).
-    """
-
-    def walk_order(item: tuple[str, Any]) -> tuple[tuple[int, str], ...]:
-        parts = item[0].split("/")
-        return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
-
-    sha = hashlib.sha256()
-    total = 0
-    for rel, opener in sorted(files, key=walk_order):
-        size, file_sha = _stream_digest(opener)
-        sha.update(f"{rel}\0{size}\0{file_sha}\n".encode())
-        total += size
-    return total, sha.hexdigest()
-
-
-def _stream_digest(opener: Callable[[], Any]) -> tuple[int, str]:
-    sha = hashlib.sha256()
-    size = 0
-    with opener() as fh:
-        while chunk := fh.read(_CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
-    return size, sha.hexdigest()
-
-
 def _remote_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
     """Stream a remote checkpoint (file or directory) through the backend; None when missing."""
     fs = getattr(backend, "fs", None)
@@ -173,7 +141,7 @@ def _remote_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
     if not fs.exists(url):
         return None
     if not fs.isdir(url):
-        return _stream_digest(lambda: fs.open(url, "rb"))
+        return stream_digest(lambda: fs.open(url, "rb"))
     base = fs._strip_protocol(url).rstrip("/")
     pairs = []
     for found in fs.find(url):

@@ -23,7 +23,6 @@ in the manifest at that run's next write, since a run always writes all its own 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -31,16 +30,16 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+from ckptcore.digest import digest
 from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
 from ckptcore.modes import Direction
 from ckptcore.retention import RetentionPolicy
-from ckptcore.retry import RetryPolicy
+from ckptcore.retry import BackendRetries, RetryPolicy
 
-__all__ = ["Committer", "digest"]
+__all__ = ["Committer", "load_manifest", "validate_manifest"]
 
 log = logging.getLogger("ckptcore")
-_CHUNK = 1 << 20
 _LOCATION_LOCKS: dict[str, threading.Lock] = {}
 _LOCATION_LOCKS_GUARD = threading.Lock()
 
@@ -49,28 +48,6 @@ def _location_lock(location: str) -> threading.Lock:
     """The lock serialising read-merge-write of the manifest at ``location`` in this process."""
     with _LOCATION_LOCKS_GUARD:
         return _LOCATION_LOCKS.setdefault(location, threading.Lock())
-
-
-def digest(path: str) -> tuple[int, str]:
-    """Return ``(size, sha256)`` of a file, or of every file under a directory (by name order)."""
-    sha = hashlib.sha256()
-    if not os.path.isdir(path):
-        size = 0
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                sha.update(chunk)
-                size += len(chunk)
-        return size, sha.hexdigest()
-    total = 0
-    for dirpath, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, path).replace(os.sep, "/")
-            size, file_sha = digest(full)
-            sha.update(f"{rel}\0{size}\0{file_sha}\n".encode())
-            total += size
-    return total, sha.hexdigest()
 
 
 def _discard(backend: Any, staged: str) -> None:
@@ -129,7 +106,7 @@ class Committer:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.backends = list(backends)
-        self.retry = retry or RetryPolicy()
+        self._calls = BackendRetries(retry or RetryPolicy())
         self.retention = retention
         self.mode = mode
         self.run_id = run_id
@@ -146,6 +123,15 @@ class Committer:
         self._undeleted: list[tuple[str, str]] = []
 
     @property
+    def retry(self) -> RetryPolicy:
+        """How backend calls are retried on transient faults."""
+        return self._calls.policy
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        self._calls.policy = policy
+
+    @property
     def primary(self) -> Any:
         """The backend that stages and commits first."""
         return self.backends[0]
@@ -160,7 +146,7 @@ class Committer:
         """
         primary = self.primary
         try:
-            staged = self.retry.call(f"staging {relpath!r} on {primary.name}", primary.stage, relpath)
+            staged = self._calls.call(primary.name, f"staging {relpath!r} on {primary.name}", primary.stage, relpath)
         except OSError as exc:
             raise CheckpointSaveError(relpath, f"cannot stage at {primary!r}: {exc}") from exc
         withdrawn, down = None, set()
@@ -220,7 +206,8 @@ class Committer:
         primary = self.primary
         policy = replace(self.retry, transient=lambda exc: self.retry.transient(exc) and os.path.lexists(staged))
         info = dict(entry.model_dump())
-        return policy.call(f"committing {relpath!r} on {primary.name}", primary.commit, staged, relpath, info)
+        return self._calls.call(primary.name, f"committing {relpath!r} on {primary.name}", primary.commit,
+                                staged, relpath, info, policy=policy)
 
     def _withdraw(self, relpath: str) -> tuple[tuple[int, ManifestEntry] | None, set[str]]:
         """Drop the entry about to be replaced and write the manifest before the replace.
@@ -257,9 +244,8 @@ class Committer:
             if backend.name in down:
                 continue
             try:
-                self.retry.call(
-                    f"copying {relpath!r} to {backend.name}", backend.put, location, relpath, dict(entry.model_dump())
-                )
+                self._calls.call(backend.name, f"copying {relpath!r} to {backend.name}", backend.put,
+                                 location, relpath, dict(entry.model_dump()))
                 entry.backends.append(backend.name)
             except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
                 log.error("checkpoint %r: backend %s failed: %s", relpath, backend.name, exc)
@@ -302,7 +288,7 @@ class Committer:
                 left.append((name, path))
                 continue
             try:
-                self.retry.call(f"deleting {path!r} from {name}", backend.delete, path)
+                self._calls.call(name, f"deleting {path!r} from {name}", backend.delete, path)
             except Exception as exc:  # noqa: BLE001 - pruning is best effort; tried again later
                 log.warning("could not delete %r from %s: %s", path, name, exc)
                 left.append((name, path))
@@ -346,8 +332,8 @@ class Committer:
         with _location_lock(backend.locate(MANIFEST_NAME)):
             stored = self._read_stored(backend)
             merged = merge_manifests(view, stored, self.run_id, self._owned)
-            self.retry.call(f"writing the manifest to {backend.name}", backend.write_bytes,
-                            MANIFEST_NAME, merged.to_json().encode())
+            self._calls.call(backend.name, f"writing the manifest to {backend.name}", backend.write_bytes,
+                             MANIFEST_NAME, merged.to_json().encode())
         if backend is self.primary:
             # Another run's newer entry now names a path this run wrote: those bytes are not
             # ours any more, so retention must not delete them.
@@ -358,7 +344,8 @@ class Committer:
     def _read_stored(self, backend: Any) -> Manifest | None:
         """The stored manifest; an unreadable one is copied aside first (see write_manifest)."""
         try:
-            data = self.retry.call(f"reading the manifest of {backend.name}", backend.read_bytes, MANIFEST_NAME)
+            data = self._calls.call(backend.name, f"reading the manifest of {backend.name}", backend.read_bytes,
+                                    MANIFEST_NAME)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:

@@ -16,10 +16,10 @@ import errno
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, TypeVar
 
-__all__ = ["RetryPolicy", "is_transient"]
+__all__ = ["BackendRetries", "RetryPolicy", "is_transient"]
 
 log = logging.getLogger("ckptcore")
 T = TypeVar("T")
@@ -123,3 +123,42 @@ class RetryPolicy:
                     raise
                 log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
                 self.sleep(delay)
+
+
+class BackendRetries:
+    """Retries backend calls with one policy, and spares a backend that is down the retries.
+
+    A backend whose last call failed on a transient fault even after its retries gets a single
+    try, without backoff, until a call to it succeeds again: a store that is down then costs
+    each save one attempt instead of the whole retry schedule, and training waits less on it.
+
+    Args:
+        policy: How calls are retried while the backend answers.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self._down: set[str] = set()
+
+    def is_down(self, name: str) -> bool:
+        """Whether backend ``name`` failed its last call on a transient fault."""
+        return name in self._down
+
+    def call(self, name: str, what: str, fn: Callable[..., T], *args: object,
+             policy: RetryPolicy | None = None) -> T:
+        """Call ``fn(*args)`` on backend ``name`` under ``policy`` (default: this one's).
+
+        Raises:
+            Exception: The last failure, as :meth:`RetryPolicy.call` raises it.
+        """
+        policy = policy or self.policy
+        if name in self._down:
+            policy = replace(policy, retries=0)
+        try:
+            result = policy.call(what, fn, *args)
+        except Exception as exc:
+            if policy.transient(exc):
+                self._down.add(name)
+            raise
+        self._down.discard(name)
+        return result

@@ -15,8 +15,8 @@ from s3_server import AWS_TEST_ENV, S3Server
 from typer.testing import CliRunner
 
 from ckptcore import Checkpointer, Manifest
-from ckptcore.cli import app, human_age, human_size, tree_digest
-from ckptcore.commit import digest
+from ckptcore.cli import app, human_age, human_size
+from ckptcore.digest import digest, tree_digest
 
 runner = CliRunner()
 LOSSES = [0.9, 0.5, 0.7, 0.3, 0.6, 0.8]  # best at epoch 4

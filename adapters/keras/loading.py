@@ -15,7 +15,8 @@ from typing import Any, Iterator
 
 import keras
 
-from ckptcore.commit import digest, load_manifest, validate_manifest
+from ckptcore.commit import load_manifest, validate_manifest
+from ckptcore.digest import digest
 from ckptcore.errors import ConfigError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, ManifestEntry
 

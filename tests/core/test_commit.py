@@ -10,7 +10,8 @@ import pytest
 
 from ckptcore import CheckpointSaveError, Manifest, ManifestEntry, ManifestError, RetentionPolicy
 from ckptcore.backends import LocalBackend
-from ckptcore.commit import Committer, digest, load_manifest
+from ckptcore.commit import Committer, load_manifest
+from ckptcore.digest import digest
 
 
 class Mirror(LocalBackend):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ckptcore import Checkpointer
-from ckptcore.commit import digest
+from ckptcore.digest import digest
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from ckptcore import Checkpointer, CheckpointSaveError, Manifest
-from ckptcore.commit import digest
+from ckptcore.digest import digest
 from ckptcore.errors import CheckpointSaveWarning
 
 
@@ -208,6 +208,31 @@ def test_a_secondary_that_keeps_failing_is_reported_and_the_primary_keeps_the_ch
     remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
     assert [e.path for e in remote.entries] == ["w-1.npy", "w-3.npy"]
     assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-2.npy")
+
+
+def test_a_backend_that_is_down_gets_one_try_per_save_until_it_answers(tmp_path, flaky_fs, caplog):
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), backends=[flaky_fs.url], retries=2, retry_backoff=0.001)
+    attempts = []
+
+    def save(epoch: int) -> None:
+        before = flaky_fs.calls.get("put_file", 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CheckpointSaveWarning)
+            _run(ck, range(epoch, epoch + 1))
+        attempts.append(flaky_fs.calls.get("put_file", 0) - before)
+
+    flaky_fs.fail("put_file", 100, lambda: ConnectionRefusedError("connection refused"))
+    save(0)
+    save(1)  # still down: one try, no retries
+    flaky_fs.fail("put_file", 0, ConnectionError)
+    save(2)  # it answers again
+    flaky_fs.fail("put_file", 100, lambda: ConnectionRefusedError("connection refused"))
+    save(3)  # down anew: the whole retry schedule again
+    ck.close()
+    assert attempts == [3, 1, 1, 3]
+    where = {e.path: e.backends for e in _assert_local_agrees(tmp_path).entries}
+    assert where == {"w-1.npy": ["local"], "w-2.npy": ["local"], "w-3.npy": ["local", "flakymem"],
+                     "w-4.npy": ["local"]}
 
 
 def test_a_secondary_whose_manifest_cannot_be_written_never_lists_what_it_lacks(tmp_path, flaky_fs):
