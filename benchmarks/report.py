@@ -11,7 +11,7 @@ from benchmarks.contenders import LABELS
 
 __all__ = ["DOCS_PAGE", "main", "memory_ratios", "targets", "update_docs", "write_report"]
 
-TARGET_MB = 227  # the model of the issue: 227 MB of weights and Adam state
+TARGET_MB = 227  # the target model: 227 MB of weights and Adam state
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_PAGE = os.path.join(_ROOT, "docs", "benchmarks.md")
 DOCS_PLOT = os.path.join(_ROOT, "docs", "images", "benchmarks-blocked-vs-size.png")
@@ -92,7 +92,7 @@ def memory_ratios(records: list[dict]) -> dict[float, float]:
 
 
 def targets(records: list[dict]) -> list[dict[str, Any]]:
-    """The issue's targets as measured ratios, each with its limit and whether it is met."""
+    """The performance targets as measured ratios, each with its limit and whether it is met."""
     ratios = {mb: r for mb, r in memory_ratios(records).items() if mb >= 100}
     worst = max(ratios.values()) if ratios else None
     memory = _target("extra peak memory per pending save, in snapshots of the state", worst, 1.0,
