@@ -226,7 +226,9 @@ def verify_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
 def prune_command(
     root: RootArg,
     keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Keep the N most recent."),
-    keep_best: Optional[int] = typer.Option(None, "--keep-best", help="Keep the K best of each run, by its own monitor (and its best)."),
+    keep_best: Optional[int] = typer.Option(
+        None, "--keep-best", help="Keep the K best of each run, by its own monitor (and its best)."
+    ),
     mode: Optional[str] = typer.Option(
         None, "--mode", help="min or max; default: the mode the run recorded, else by metric name."
     ),

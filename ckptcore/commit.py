@@ -146,7 +146,8 @@ class Committer:
         """
         primary = self.primary
         try:
-            staged = self._calls.call(primary.name, f"staging {relpath!r} on {primary.name}", primary.stage, relpath)
+            staged = self._calls.call(primary.name, f"staging {relpath!r} on {primary.name}",
+                                      primary.stage, relpath)
         except OSError as exc:
             raise CheckpointSaveError(relpath, f"cannot stage at {primary!r}: {exc}") from exc
         withdrawn, down = None, set()
@@ -344,8 +345,8 @@ class Committer:
     def _read_stored(self, backend: Any) -> Manifest | None:
         """The stored manifest; an unreadable one is copied aside first (see write_manifest)."""
         try:
-            data = self._calls.call(backend.name, f"reading the manifest of {backend.name}", backend.read_bytes,
-                                    MANIFEST_NAME)
+            data = self._calls.call(backend.name, f"reading the manifest of {backend.name}",
+                                    backend.read_bytes, MANIFEST_NAME)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
@@ -367,7 +368,7 @@ class Committer:
         if self._undeleted:
             self._delete_pruned(self.write_manifest())
             for name, path in self._undeleted:
-                log.warning("left %r on %s: it could not be deleted (not in the manifest any more)", path, name)
+                log.warning("left %r on %s: it could not be deleted (no manifest lists it now)", path, name)
         for backend in self.backends:
             backend.close()
 

@@ -95,7 +95,9 @@ class CheckpointConfig(BaseModel):
         if isinstance(value, bool):
             return int(value)
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"got {value!r} ({type(value).__name__}); allowed: 0 (silent) or an int >= 1 (messages)")
+            raise ValueError(
+                f"got {value!r} ({type(value).__name__}); allowed: 0 (silent) or an int >= 1 (messages)"
+            )
         return value
 
     @field_validator("save_best_only", "async_save", "save_on_preemption", mode="before")

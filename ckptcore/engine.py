@@ -171,7 +171,9 @@ class Checkpointer:
 
     def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
         if self._closed:
-            raise RuntimeError(f"{self!r} is closed; create a new Checkpointer (resume=True continues this run)")
+            raise RuntimeError(
+                f"{self!r} is closed; create a new Checkpointer (resume=True continues this run)"
+            )
         self._check_background()
         logs = dict(logs or {})
         monitor = self.config.monitor

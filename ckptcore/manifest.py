@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ckptcore.errors import ManifestError
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests"]
+__all__ = [
+    "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests",
+]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
