@@ -12,14 +12,14 @@ from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError, MonitorError
+from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError
 from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
+from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
 from ckptcore.preemption import PreemptionGuard, preempted_name
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy, is_transient
-from ckptcore.scalars import to_scalar
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
 from ckptcore.tracker import BestTracker, PendingBests
@@ -89,8 +89,7 @@ class Checkpointer:
             raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
         self.epoch = 0
         self._epoch_ended = False  # on_epoch_end ran and no on_epoch_begin since
-        self._warned_missing = False
-        self._warned_unscalar = False
+        self._monitor = Monitor(cfg.monitor, required=cfg.save_best_only)
         self._closed = False
         backends = make_backends(self.template, cfg)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
@@ -177,11 +176,11 @@ class Checkpointer:
         self._check_background()
         logs = dict(logs or {})
         monitor = self.config.monitor
-        value = self._monitored(logs)
+        value = self._monitor.read(logs)
         improved = value is not None and self.tracker.is_improvement(value)
         if self.config.save_best_only:
             if value is None:
-                self._warn_missing(logs)
+                self._monitor.warn_missing(logs)
                 return None
             if not improved:
                 self._say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {self._best_text()}")
@@ -211,35 +210,15 @@ class Checkpointer:
         if self.writer is None:
             self._commit(relpath, self._require_write(), entry, previous)
             return
+        # An earlier save's failure is reported (self._save_failed) and this save goes ahead.
         if self._snapshot is None:
             write = self._require_write()
-            self._submit(relpath, job=lambda: self._commit(relpath, write, entry, previous))
+            self.writer.submit(relpath, lambda: self._commit(relpath, write, entry, previous),
+                               report=self._save_failed)
             return
         # The snapshot is taken once a writer slot is free, so at most max_pending are held.
-        self._submit(relpath, prepare=lambda: self._snapshot_job(relpath, entry, previous))
-
-    def _submit(self, relpath: str, **job: Any) -> None:
-        """Queue a save; an earlier save's failure, reported instead, does not drop this one.
-
-        A failure of this save's own snapshot is raised as it is: taking it again cannot help.
-        """
-        writer: BackgroundWriter = self.writer  # type: ignore[assignment]
-        own: list[BaseException] = []
-        if (prepare := job.get("prepare")) is not None:
-            def noted() -> Callable[[], None]:
-                try:
-                    return prepare()
-                except BaseException as exc:
-                    own.append(exc)
-                    raise
-            job = {"prepare": noted}
-        for attempt in range(writer.max_pending + 1):
-            try:
-                return writer.submit(relpath, **job)
-            except CheckpointSaveError as exc:
-                if exc in own or attempt == writer.max_pending:
-                    raise
-                self._save_failed(exc)  # raises unless on_save_error="warn" and storage failed
+        self.writer.submit(relpath, prepare=lambda: self._snapshot_job(relpath, entry, previous),
+                           report=self._save_failed)
 
     def _snapshot_job(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> Callable[[], None]:
         """Take the snapshot on the training thread; return the job that writes and commits it."""
@@ -289,39 +268,6 @@ class Checkpointer:
     def _say(self, message: str) -> None:
         if self.config.verbose > 0:
             self._print(message)
-
-    def _monitored(self, logs: Mapping[str, Any]) -> float | None:
-        """The monitored value as a float; None when the logs lack it (or hold None).
-
-        Without ``save_best_only`` the monitor only annotates the checkpoint, so a value that
-        is not a scalar is reported once and the checkpoint saved without it, as Keras saves.
-
-        Raises:
-            MonitorError: With ``save_best_only``, the value is not a real scalar.
-        """
-        raw = logs.get(self.config.monitor)
-        if raw is None:
-            return None
-        try:
-            return to_scalar(self.config.monitor, raw)
-        except MonitorError as exc:
-            if self.config.save_best_only:
-                raise
-            if not self._warned_unscalar:
-                self._warned_unscalar = True
-                warnings.warn(f"{exc}; saving without a monitored value", stacklevel=5)
-            return None
-
-    def _warn_missing(self, logs: Mapping[str, Any]) -> None:
-        if self._warned_missing:
-            return
-        self._warned_missing = True
-        keys = ", ".join(sorted(logs)) or "(none)"
-        warnings.warn(
-            f"Can save best model only with {self.config.monitor} available; skipping. "
-            f"Keys present in the logs: {keys}",
-            stacklevel=3,
-        )
 
     def _check_background(self) -> None:
         if self.writer is not None:

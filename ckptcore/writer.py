@@ -56,7 +56,8 @@ class BackgroundWriter:
             return self._pending
 
     def submit(self, label: str, job: Callable[[], None] | None = None, *,
-               prepare: Callable[[], Callable[[], None]] | None = None) -> None:
+               prepare: Callable[[], Callable[[], None]] | None = None,
+               report: Callable[[CheckpointSaveError], None] | None = None) -> None:
         """Queue ``job`` (which saves checkpoint ``label``); waits while the writer is full.
 
         Args:
@@ -65,19 +66,21 @@ class BackgroundWriter:
             prepare: Instead of ``job``: called on this thread once a slot is free, returns
                 the job. A host snapshot taken here is then never held beside more than
                 ``max_pending - 1`` others. If it raises, the slot is freed and nothing queued.
+            report: Called with a previous save's failure instead of raising it, so that
+                this save still goes ahead (unless ``report`` raises).
 
         Raises:
-            CheckpointSaveError: A previous save failed.
+            CheckpointSaveError: A previous save failed (without ``report``).
             RuntimeError: The writer is closed.
         """
         if (job is None) == (prepare is None):
             raise TypeError("submit: pass exactly one of job and prepare")
-        self.check()
+        self._earlier_failures(report)
         if self._closed:
             raise RuntimeError(f"cannot save {label!r}: the background writer is closed")
         self._slots.acquire()
         try:
-            self.check()  # a save that failed while this one waited for its slot
+            self._earlier_failures(report)  # a save that failed while this one waited for its slot
         except BaseException:
             self._slots.release()
             raise
@@ -90,6 +93,14 @@ class BackgroundWriter:
         with self._lock:
             self._pending += 1
         self._queue.put((label, job))
+
+    def _earlier_failures(self, report: Callable[[CheckpointSaveError], None] | None) -> None:
+        if report is None:
+            return self.check()
+        try:
+            self.check()
+        except CheckpointSaveError as exc:
+            report(exc)
 
     def check(self) -> None:
         """Re-raise the first failure of a background save, if any."""

@@ -107,3 +107,20 @@ def test_close_without_raising_logs_every_failure(caplog):
 def test_bad_max_pending(value):
     with pytest.raises(ConfigError, match="max_pending"):
         BackgroundWriter(max_pending=value)
+
+
+def test_report_takes_an_earlier_failure_and_the_new_save_goes_ahead():
+    writer = BackgroundWriter(max_pending=1)
+
+    def failing() -> None:
+        raise OSError("disk gone")
+
+    writer.submit("ck-1", failing)
+    # With one slot, ck-2 waits for ck-1 to fail, so the failure is there to report.
+    reported: list[CheckpointSaveError] = []
+    ran: list[str] = []
+    writer.submit("ck-2", lambda: ran.append("ck-2"), report=reported.append)
+    writer.close()
+    assert [e.checkpoint for e in reported] == ["ck-1"]
+    assert ran == ["ck-2"]
+
