@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -81,6 +82,16 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     _fsync_dir(os.path.dirname(path))
 
 
+def _file_in_the_way(path: str) -> str:
+    """The first component of ``path`` that exists but is not a directory (or ``path``)."""
+    probe = os.path.abspath(path)
+    parts = []
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        parts.append(probe)
+        probe = os.path.dirname(probe)
+    return probe if os.path.exists(probe) and not os.path.isdir(probe) else path
+
+
 class LocalBackend:
     """Checkpoints on the local file system.
 
@@ -105,7 +116,14 @@ class LocalBackend:
 
     def stage(self, relpath: str) -> str:
         final = self._abs(relpath)
-        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        parent = os.path.dirname(final) or "."
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            blocker = _file_in_the_way(parent)
+            raise NotADirectoryError(
+                errno.ENOTDIR, f"cannot create the directory {parent!r}: {blocker!r} is a file, not a directory"
+            ) from exc
         return _temp_name(final)
 
     def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:

@@ -433,11 +433,12 @@ def test_a_read_only_root_reports_every_checkpoint_and_training_goes_on(read_onl
     assert os.listdir(read_only_mount) == []
 
 
-def test_a_root_below_a_file_reports_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("below", [("sub",), ()], ids=["root-below-a-file", "root-is-a-file"])
+def test_a_root_below_a_file_reports_the_checkpoint(tmp_path, below):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the root should be")
-    ck = Checkpointer(str(blocker / "sub" / "w-{epoch}.npy"), retries=3)
-    with pytest.warns(CheckpointSaveWarning, match=r"'w-1.npy' was not saved: cannot stage.*Not a directory"):
+    ck = Checkpointer(str(blocker.joinpath(*below) / "w-{epoch}.npy"), retries=3)
+    with pytest.warns(CheckpointSaveWarning, match=rf"'w-1.npy' was not saved: cannot stage.*{blocker}' is a file, not a directory"):
         assert _run(ck, range(1)) == [None]
     ck.close()
     assert blocker.read_text() == "a file where the root should be"
