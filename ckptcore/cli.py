@@ -284,7 +284,10 @@ def _direction(manifest: Manifest, run: str, mode: str | None) -> str:
     """The direction of ``run``'s monitor: ``--mode``, the recorded one, else by its name."""
     if mode is not None:
         return mode
-    recorded = (manifest.states.get(run) or {}).get("tracker") or {}
+    recorded = (manifest.states.get(run) or {}).get("tracker")
+    latest = manifest.latest()
+    if recorded is None and latest is not None and latest.run_id == run:
+        recorded = manifest.tracker  # a manifest from before per-run states: the latest run's
     if isinstance(recorded, dict) and recorded.get("mode") in ("min", "max"):
         return recorded["mode"]
     monitors = [e.monitor for e in manifest.entries if e.run_id == run and e.monitor]

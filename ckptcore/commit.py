@@ -24,6 +24,7 @@ in the manifest at that run's next write, since a run always writes all its own 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from dataclasses import replace
@@ -31,7 +32,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from ckptcore.digest import digest
-from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
+from ckptcore.errors import CheckpointSaveError, ForeignManifestError, ManifestError, StorageError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
 from ckptcore.modes import Direction
 from ckptcore.retention import RetentionPolicy
@@ -121,6 +122,8 @@ class Committer:
         self._owned: set[str] = set()
         # (backend name, path) of pruned checkpoints not deleted yet: retried at later saves.
         self._undeleted: list[tuple[str, str]] = []
+        # Per backend, the paths its manifest listed when this run last wrote it.
+        self._stored: dict[str, set[str]] = {}
 
     @property
     def retry(self) -> RetryPolicy:
@@ -259,8 +262,12 @@ class Committer:
         with self.lock:
             self.manifest.add(entry)
             self._owned.discard(entry.path)
+            # A checkpoint keep_best cannot rank (no finite monitored value) is not pruned by
+            # its own save: it stays until the next one.
+            scored = entry.monitor_value is not None and math.isfinite(entry.monitor_value)
             pruned = self.retention.select_deletions(
-                self.manifest.entries, self.mode, {self.run_id}, self.protected
+                self.manifest.entries, self.mode, {self.run_id},
+                self.protected if scored else self.protected | {entry.path},
             )
             for old in pruned:
                 self.manifest.remove(old.path)
@@ -288,6 +295,8 @@ class Committer:
                 log.warning("not deleting %r from %s now: its manifest still lists it", path, name)
                 left.append((name, path))
                 continue
+            if path in self._stored.get(name, ()):
+                continue  # the manifest just written there lists it: another run's checkpoint now
             try:
                 self._calls.call(name, f"deleting {path!r} from {name}", backend.delete, path)
             except Exception as exc:  # noqa: BLE001 - pruning is best effort; tried again later
@@ -335,6 +344,7 @@ class Committer:
             merged = merge_manifests(view, stored, self.run_id, self._owned)
             self._calls.call(backend.name, f"writing the manifest to {backend.name}", backend.write_bytes,
                              MANIFEST_NAME, merged.to_json().encode())
+            self._stored[backend.name] = {e.path for e in merged.entries}
         if backend is self.primary:
             # Another run's newer entry now names a path this run wrote: those bytes are not
             # ours any more, so retention must not delete them.
@@ -351,6 +361,8 @@ class Committer:
             return None
         try:
             return Manifest.from_json(data, source=backend.locate(MANIFEST_NAME))
+        except ForeignManifestError:
+            raise  # another tool's file: this backend's manifest is not written, nothing moved
         except ManifestError as exc:
             aside = f"{MANIFEST_NAME}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
             log.error("%s; keeping it as %s before writing this run's manifest", exc, backend.locate(aside))

@@ -89,7 +89,8 @@ class Checkpointer:
             raise ConfigError(f"run_id: got {run_id!r}; allowed: a non-empty string or None")
         self.epoch = 0
         self._epoch_ended = False  # on_epoch_end ran and no on_epoch_begin since
-        self._monitor = Monitor(cfg.monitor, required=cfg.save_best_only)
+        # Saves depend on the value with save_best_only, and retention ranks by it with keep_best.
+        self._monitor = Monitor(cfg.monitor, required=cfg.save_best_only or cfg.keep_best is not None)
         self._closed = False
         backends = make_backends(self.template, cfg)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
@@ -293,21 +294,22 @@ class Checkpointer:
     # -- preemption ---------------------------------------------------------------------------
     def _save_on_preemption(self, exiting: bool) -> None:
         """Save the current state as a final checkpoint (named with the last logs seen, never
-        over the best one), then finish every pending save; skipped if nothing ran since."""
+        over a best one or another run's), then finish every pending save; skipped if nothing
+        ran since this run's latest checkpoint."""
         if self._closed:
             return
         self.wait()
         last_epoch, batch, logs = self._last or (self.epoch, None, {})
         epoch, batch = self.epoch, batch if last_epoch == self.epoch else None
-        latest = self.manifest.latest()
-        if latest is None or (latest.run_id, latest.epoch, latest.global_step) != (
-                self.run_id, epoch + 1, self.schedule.batches_run):
+        latest = self.manifest.latest(self.run_id)
+        if latest is None or (latest.epoch, latest.global_step) != (epoch + 1, self.schedule.batches_run):
             try:
                 relpath = self.template.render(epoch, batch, logs)
             except ValueError as exc:
                 log.warning("save_on_preemption: no final checkpoint, it cannot be named yet: %s", exc)
                 return self.close() if exiting else None
-            if (best := self.manifest.best()) is not None and best.path == relpath:
+            there = self.manifest.get(relpath)
+            if there is not None and (there.is_best or there.run_id != self.run_id):
                 relpath = preempted_name(relpath)
             entry = self._entry(relpath, epoch, batch, logs)
             self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")

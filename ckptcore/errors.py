@@ -9,6 +9,7 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     │                                  the template names a key the logs do not hold
     ├── MonitorError(ValueError)       a monitored value that is not a real scalar
     ├── ManifestError(ValueError)      a manifest.json that does not parse or validate
+    │   └── ForeignManifestError       one another tool wrote (never read or replaced)
     ├── BackendNotFoundError(LookupError)
     │                                  an unknown backend name or URL scheme
     ├── MissingDependencyError(ImportError)
@@ -28,6 +29,7 @@ __all__ = [
     "CheckpointSaveWarning",
     "CkptcoreError",
     "ConfigError",
+    "ForeignManifestError",
     "ManifestError",
     "MissingDependencyError",
     "MissingKeyError",
@@ -75,6 +77,10 @@ class MonitorError(CkptcoreError, ValueError):
 
 class ManifestError(CkptcoreError, ValueError):
     """A manifest does not parse or does not validate."""
+
+
+class ForeignManifestError(ManifestError):
+    """A ``manifest.json`` that another tool wrote: ckptcore neither reads nor replaces it."""
 
 
 class BackendNotFoundError(CkptcoreError, LookupError):

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ckptcore.errors import ManifestError
+from ckptcore.errors import ForeignManifestError, ManifestError
 
 __all__ = [
     "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests",
@@ -150,7 +150,7 @@ class Manifest(BaseModel):
             raise ManifestError(f"{source}: expected a JSON object, got {type(data).__name__}")
         # Manifests written before the mark existed are known by their entries.
         if data.get("format", MANIFEST_FORMAT if "entries" in data else None) != MANIFEST_FORMAT:
-            raise ManifestError(
+            raise ForeignManifestError(
                 f"{source}: not a ckptcore manifest (no \"format\": \"{MANIFEST_FORMAT}\"), so "
                 "ckptcore neither reads nor replaces it; give the checkpoints a directory of "
                 "their own (say, a subdirectory in filepath)"

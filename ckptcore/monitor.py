@@ -16,7 +16,8 @@ class Monitor:
 
     Args:
         name: The logs key, such as ``"val_loss"``.
-        required: Whether a save depends on the value (``save_best_only``).
+        required: Whether a save or retention depends on the value (``save_best_only``,
+            ``keep_best``): then a value that is not a scalar is an error.
     """
 
     def __init__(self, name: str, required: bool) -> None:

@@ -152,9 +152,15 @@ def open_root(
     # Several checkpointers may share a root: continue the run that wrote the latest
     # checkpoint this template could have named, with that run's own stored state.
     latest = next((e for e in reversed(manifest.entries) if template.matches(e.path)), None)
-    state = manifest.states.get(latest.run_id, {}) if latest is not None else {}
-    _restore(tracker, state.get("tracker", manifest.tracker), where)
-    _restore(schedule, state.get("schedule", manifest.schedule), where)
+    if latest is None and (candidate := manifest.latest()) is not None:
+        # Another root (a run to fine-tune from), or this root's only run under other names.
+        alone = len({e.run_id for e in manifest.entries}) == 1 and candidate.monitor == config.monitor
+        latest = candidate if source is not primary or alone else None
+    if latest is not None or not manifest.states:
+        state = manifest.states.get(latest.run_id, {}) if latest is not None else {}
+        _restore(tracker, state.get("tracker", manifest.tracker), where)
+        _restore(schedule, state.get("schedule", manifest.schedule), where)
+    # else: other runs share this root and none wrote this template's checkpoints: start fresh.
     if source is not primary:
         opened.source = (source, manifest)
     elif latest is not None:

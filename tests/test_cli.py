@@ -216,6 +216,18 @@ def test_prune_uses_the_recorded_direction(tmp_path):
     assert [e.path for e in read_manifest(tmp_path).entries] == ["a-2.npy"]
 
 
+def test_prune_reads_the_direction_of_a_manifest_without_per_run_states(tmp_path):
+    train(str(tmp_path / "w-{epoch}.npy"), losses=[0.1, 0.9, 0.5], mode="max")
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    del data["states"]  # as manifests were written before runs kept their own state
+    for entry in data["entries"]:
+        entry["monitor"] = "custom"  # a name the name table does not place
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    result = invoke("prune", str(tmp_path), "--keep-best", "1")
+    assert result.exit_code == 0, result.output
+    assert [e.path for e in read_manifest(tmp_path).entries] == ["w-2.npy"]
+
+
 def test_prune_ranks_each_run_by_its_own_monitor(tmp_path):
     # A shared root: one run minimises loss, the other maximises acc (written later, so the
     # manifest's top-level state is the acc run's).

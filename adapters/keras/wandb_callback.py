@@ -7,7 +7,6 @@ becomes a version of a W&B artifact (type ``model``) with the aliases ``latest``
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from ckptcore.errors import ConfigError, MissingDependencyError
@@ -28,10 +27,23 @@ def _wandb() -> Any:
     return wandb
 
 
-@functools.cache
+#: Made on first use (it subclasses ``wandb.Error``, and W&B is imported lazily).
+NoActiveRunError: type[ConfigError] | None = None
+
+
 def _no_run_error() -> type[ConfigError]:
-    """``ConfigError`` that is also a ``wandb.Error``, which W&B's own callback raises here."""
-    return type("NoActiveRunError", (ConfigError, _wandb().Error), {"__module__": __name__})
+    """``ConfigError`` that is also the ``wandb.Error`` W&B's own callback raises here."""
+    global NoActiveRunError
+    if NoActiveRunError is None:
+        wandb_error = _wandb().Error
+
+        class NoActiveRunError(ConfigError, wandb_error):  # type: ignore[no-redef]
+            """No W&B run is active (``wandb.run`` is None)."""
+
+            def __init__(self, message: str, context: dict | None = None) -> None:
+                wandb_error.__init__(self, message, context)  # sets .message and .context
+
+    return NoActiveRunError  # a module attribute (global), so it pickles by name
 
 
 def _active_run() -> Any:

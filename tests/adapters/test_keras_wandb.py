@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import pytest
 from keras_helpers import assert_same_weights, files, manifest_entries
@@ -40,6 +41,9 @@ def test_requires_an_active_run(tmp_path):
     with pytest.raises(ConfigError, match=r"wandb\.init\(\)") as info:
         WandbModelCheckpoint(str(tmp_path / "m.keras"))
     assert isinstance(info.value, wandb.Error), "code written for W&B's callback catches it too"
+    assert "wandb.init()" in info.value.message and info.value.context == {}
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is type(info.value) and str(again) == str(info.value)
 
 
 def test_bad_artifact_arguments(tmp_path, wandb_run):

@@ -479,3 +479,56 @@ def test_the_manifest_carries_its_format_mark(tmp_path, npwrite):
     with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite) as ck:
         ck.on_epoch_end(0, {"val_loss": 1.0})
     assert json.loads((tmp_path / "manifest.json").read_text())["format"] == "ckptcore.manifest"
+
+
+def test_keep_best_needs_scalar_monitor_values(tmp_path, npwrite):
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, keep_best=2)
+    with pytest.raises(MonitorError, match="'val_loss'"):
+        ck.on_epoch_end(0, {"val_loss": np.array([0.1, 0.2])})
+    ck.close()
+
+
+def test_an_unranked_checkpoint_is_not_pruned_by_its_own_save(tmp_path, npwrite, helpers):
+    # keep_best ranks only checkpoints with a finite monitored value (validation_freq=2 leaves
+    # every other epoch without val_loss); such a checkpoint stays until the next save.
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, keep_best=1)
+    saved = [ck.on_epoch_end(epoch, logs) for epoch, logs in enumerate(
+        [{"val_loss": 0.5}, {"loss": 1.0}, {"val_loss": 0.7}, {"loss": 1.0}])]
+    assert saved == ["w-1.npy", "w-2.npy", "w-3.npy", "w-4.npy"]
+    ck.close()
+    assert [e.path for e in _assert_manifest_agrees_with_disk(tmp_path, helpers).entries] == ["w-1.npy", "w-4.npy"]
+
+
+def test_a_foreign_manifest_on_a_secondary_backend_is_not_replaced(tmp_path, npwrite, memory_url, caplog):
+    import fsspec
+
+    from ckptcore import CheckpointSaveWarning
+
+    fs = fsspec.filesystem("memory")
+    foreign = b'{"name": "my-dataset", "files": ["a.csv"]}'
+    fs.pipe_file(f"{memory_url}/manifest.json", foreign)
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url])
+    with pytest.warns(CheckpointSaveWarning, match=r"'w-1.npy' was only partly saved.*memory \(manifest not writable\)"):
+        ck.on_epoch_end(0, {"val_loss": 1.0})
+    ck.close()
+    assert fs.cat_file(f"{memory_url}/manifest.json") == foreign
+    assert not [p for p in fs.ls(memory_url, detail=False) if "unreadable" in p]
+    assert "not a ckptcore manifest" in caplog.text
+    assert _manifest(tmp_path).entries[0].backends == ["local", "memory"]
+
+
+def test_resume_in_a_shared_root_without_this_templates_checkpoints_starts_fresh(tmp_path, npwrite):
+    with Checkpointer(str(tmp_path / "loss-{epoch}.npy"), write=npwrite, monitor="loss") as other:
+        other.on_epoch_end(0, {"loss": 0.01})
+    with Checkpointer(str(tmp_path / "val-{epoch}.npy"), write=npwrite, monitor="val_loss",
+                      save_best_only=True, resume=True) as ck:
+        assert ck.tracker.best is None and ck.run_id != other.run_id
+        assert ck.on_epoch_end(0, {"val_loss": 0.5}) == "val-1.npy"
+
+
+def test_resume_of_a_single_run_under_new_names_keeps_its_state(tmp_path, npwrite):
+    with Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, save_best_only=True) as first:
+        first.on_epoch_end(0, {"val_loss": 0.3})
+    with Checkpointer(str(tmp_path / "model-{epoch:03d}.npy"), write=npwrite, save_best_only=True,
+                      resume=True) as ck:
+        assert ck.tracker.best == 0.3

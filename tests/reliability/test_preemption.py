@@ -240,3 +240,33 @@ def test_keras_fit_saves_a_final_checkpoint_on_sigterm(tmp_path):
     _assert_agrees_with_disk(root, entries)
     restored = keras_adapter.load_latest(root)
     assert restored.count_params() == 4 * 8 + 8 + 8 + 1
+
+
+def test_in_a_shared_root_the_final_checkpoint_never_replaces_this_runs_best(tmp_path):
+    # best.npy (save_best_only) and m-{epoch}.npy share a root; the best-only run restarts
+    # and gets SIGTERM before anything improves.
+    written = iter(range(100))
+
+    def write(path: str) -> None:  # different bytes at every save
+        np.save(path, np.full(3, float(next(written))))
+
+    best = Checkpointer(str(tmp_path / "best.npy"), write=write, save_best_only=True)
+    every = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=write)
+    for epoch, loss in enumerate([0.5, 0.6, 0.4]):
+        best.on_epoch_end(epoch, {"val_loss": loss})
+        every.on_epoch_end(epoch, {"val_loss": loss})
+    best.close()
+    every.close()
+    kept = (tmp_path / "best.npy").read_bytes()
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        again = Checkpointer(str(tmp_path / "best.npy"), write=write, save_best_only=True,
+                             resume=True, save_on_preemption=True)
+        again.on_epoch_begin(0)
+        signal.raise_signal(signal.SIGTERM)
+        again.close()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert (tmp_path / "best.npy").read_bytes() == kept
+    assert (tmp_path / "best-preempted.npy").exists()
+    assert again.best() == str(tmp_path / "best.npy")

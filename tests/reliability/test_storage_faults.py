@@ -285,6 +285,23 @@ def test_retention_deletes_nothing_a_stored_manifest_still_lists(flaky_fs):
     assert [flaky_fs.fs.exists(f"{flaky_fs.url}/w-{n}.npy") for n in (1, 2, 3, 4)] == [False, False, False, True]
 
 
+def test_a_deferred_delete_spares_what_another_run_wrote_there_since(flaky_fs):
+    a = Checkpointer(f"{flaky_fs.url}/m-{{epoch}}.npy", write=_save(1.0), keep_last=1, retries=0)
+    a.on_epoch_end(0, {"val_loss": 1.0})
+    flaky_fs.fail("pipe_file", 1, lambda: ConnectionResetError("connection reset"))  # the manifest
+    with pytest.warns(CheckpointSaveWarning, match="'m-2.npy'"):
+        a.on_epoch_end(1, {"val_loss": 1.0})  # pruning m-1 waits: the stored manifest lists it
+    with Checkpointer(f"{flaky_fs.url}/m-{{epoch}}.npy", write=_save(2.0)) as b:
+        b.on_epoch_end(0, {"val_loss": 0.5})  # another run writes m-1 meanwhile
+    a.on_epoch_end(2, {"val_loss": 1.0})
+    a.close()
+    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    assert [(e.path, e.run_id) for e in stored.entries] == [("m-1.npy", b.run_id), ("m-3.npy", a.run_id)]
+    for entry in stored.entries:
+        assert hashlib.sha256(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{entry.path}")).hexdigest() == entry.sha256
+    assert not flaky_fs.fs.exists(f"{flaky_fs.url}/m-2.npy")
+
+
 def test_a_secondary_that_was_down_gets_its_pruned_checkpoints_deleted_later(tmp_path, flaky_fs, caplog):
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), backends=[flaky_fs.url], keep_last=1, retries=0)
     _run(ck, range(1))
