@@ -105,7 +105,10 @@ def test_demo(tmp_path):
     assert len(logs) == 1
     logged = recorded_artifacts(logs[0])
     assert len(logged) == 4
+    run_id = logs[0].rsplit("run-", 1)[1].removesuffix(".wandb")
+    name = f"run_{run_id}_model"
     assert all(a.type == "model" and "latest" in a.aliases for a in logged)
     assert [f"epoch_{n}" in a.aliases for n, a in enumerate(logged, 1)] == [True] * 4
     best_epochs = [n for n, a in enumerate(logged, 1) if "best" in a.aliases]
     assert best_epochs[-1] == best["epoch"]
+    assert {a.name for a in logged} == {name} and f"versions of artifact {name!r}" in out

@@ -231,7 +231,7 @@ class ModelCheckpoint(keras.callbacks.Callback):
                     self._snapshot.release()  # the host buffers kept for reuse
 
     def wait(self) -> None:
-        """Block until every pending non-blocking save is committed; re-raise its failure.
+        """Block until every pending non-blocking save is committed; report a failure as a hook would.
 
         Call it before reading a checkpoint this callback just saved (from another callback,
         or after an exception out of ``fit``, which skips ``on_train_end``).

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> float:
     model = build_model()
     model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=args.epochs,
               batch_size=32, callbacks=[checkpoint], verbose=2)
+    artifact = checkpoint.artifact_name  # run_<id>_model of the active run
     run.finish()
 
     engine = checkpoint.checkpointer
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> float:
     console.print(checkpoint_table(engine.manifest, title=f"checkpoints in {engine.template.root}"))
     run_dir = os.path.dirname(run.dir)
     console.print(f"W&B run {run.id} ({os.environ['WANDB_MODE']}): {args.epochs} versions of artifact "
-                  f"{checkpoint.artifact_name!r}, aliased latest, epoch_N and best on improvement; "
+                  f"{artifact!r}, aliased latest, epoch_N and best on improvement; "
                   f"upload later with: wandb sync {run_dir}")
 
     best = engine.best()
