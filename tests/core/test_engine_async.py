@@ -289,13 +289,10 @@ def test_a_failing_snapshot_is_taken_once_and_reported_once(tmp_path):
 
 
 def test_the_body_exception_is_not_hidden_by_a_failed_background_save(tmp_path, caplog):
-    def snapshot():
-        def write(path: str) -> None:
-            raise RuntimeError("serialisation failed")
-        return write
-
+    snaps = Snapshots()
+    snaps.fail_with = RuntimeError("serialisation failed")
     with pytest.raises(KeyError, match="the loop's own error"):
-        with Checkpointer(str(tmp_path / "w-{epoch}.npy"), snapshot=snapshot, async_save=True) as ck:
+        with Checkpointer(str(tmp_path / "w-{epoch}.npy"), snapshot=snaps, async_save=True) as ck:
             ck.on_epoch_end(0, {"val_loss": 1.0})
             raise KeyError("the loop's own error")
     assert "'w-1.npy'" in caplog.text and "serialisation failed" in caplog.text
@@ -303,11 +300,8 @@ def test_the_body_exception_is_not_hidden_by_a_failed_background_save(tmp_path, 
 
 
 def test_without_a_body_exception_the_context_manager_raises_the_save_failure(tmp_path):
-    def snapshot():
-        def write(path: str) -> None:
-            raise RuntimeError("serialisation failed")
-        return write
-
+    snaps = Snapshots()
+    snaps.fail_with = RuntimeError("serialisation failed")
     with pytest.raises(CheckpointSaveError, match="'w-1.npy'"):
-        with Checkpointer(str(tmp_path / "w-{epoch}.npy"), snapshot=snapshot, async_save=True) as ck:
+        with Checkpointer(str(tmp_path / "w-{epoch}.npy"), snapshot=snaps, async_save=True) as ck:
             ck.on_epoch_end(0, {"val_loss": 1.0})
