@@ -11,14 +11,11 @@ Backend calls are retried on transient faults (:mod:`ckptcore.retry`). A backend
 fails is skipped for the rest of that save; each secondary backend's manifest lists only the
 checkpoints that backend holds.
 
-Several runs may share a root (two checkpointers, or two Keras callbacks such as a fixed
-``best.keras`` one and an ``m-{epoch}.keras`` one). Each manifest write therefore re-reads the
-manifest stored there and merges (:func:`ckptcore.manifest.merge_manifests`): this run's
-entries come from memory, other runs' from the stored copy. Within one process, Committers on
-the same manifest location serialise their read-merge-write on a module-level lock. Across
-processes a small race remains: two processes that read the manifest before either writes
-it each write a merge that lacks the other's newest entry (the files stay; the entry is back
-in the manifest at that run's next write, since a run always writes all its own entries).
+Several runs may share a root (a fixed ``best.keras`` callback beside an ``m-{epoch}.keras``
+one): each manifest write re-reads the stored manifest and merges
+(:func:`ckptcore.manifest.merge_manifests`), this run's entries from memory, other runs' from
+the stored copy, under a per-location lock within the process. Across processes two writers
+that read before either writes each lack the other's newest entry until that run's next write.
 """
 
 from __future__ import annotations
@@ -38,11 +35,18 @@ from ckptcore.modes import Direction
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import BackendRetries, RetryPolicy
 
-__all__ = ["Committer", "load_manifest", "validate_manifest"]
+__all__ = ["Committer", "live_runs", "load_manifest", "validate_manifest"]
 
 log = logging.getLogger("ckptcore")
 _LOCATION_LOCKS: dict[str, threading.Lock] = {}
 _LOCATION_LOCKS_GUARD = threading.Lock()
+_LIVE_RUNS: dict[str, set[str]] = {}  # manifest location -> run ids of open Committers
+
+
+def live_runs(location: str) -> set[str]:
+    """Run ids of the open Committers of this process on the manifest at ``location``."""
+    with _LOCATION_LOCKS_GUARD:
+        return set(_LIVE_RUNS.get(location, ()))
 
 
 def _location_lock(location: str) -> threading.Lock:
@@ -124,6 +128,9 @@ class Committer:
         self._undeleted: list[tuple[str, str]] = []
         # Per backend, the paths its manifest listed when this run last wrote it.
         self._stored: dict[str, set[str]] = {}
+        self._location = self.primary.locate(MANIFEST_NAME)
+        with _LOCATION_LOCKS_GUARD:
+            _LIVE_RUNS.setdefault(self._location, set()).add(run_id)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -277,11 +284,10 @@ class Committer:
         return failed
 
     def _delete_pruned(self, unsafe: set[str]) -> None:
-        """Delete pruned checkpoints from each backend whose manifest no longer lists them.
+        """Delete pruned checkpoints from each backend whose stored manifest no longer lists them.
 
-        A backend in ``unsafe`` (it failed in this save, or its manifest could not be written)
-        still lists them, or cannot be reached: its deletions wait for a later save (or
-        :meth:`close`) whose manifest write succeeds there.
+        A backend in ``unsafe`` (failed in this save, or its manifest not written) waits for a
+        later save, or :meth:`close`, whose manifest write there succeeds.
         """
         with self.lock:
             todo, self._undeleted = self._undeleted, []
@@ -381,6 +387,8 @@ class Committer:
             self._delete_pruned(self.write_manifest())
             for name, path in self._undeleted:
                 log.warning("left %r on %s: it could not be deleted (no manifest lists it now)", path, name)
+        with _LOCATION_LOCKS_GUARD:
+            _LIVE_RUNS.get(self._location, set()).discard(self.run_id)
         for backend in self.backends:
             backend.close()
 

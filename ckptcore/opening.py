@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ckptcore.commit import load_manifest, validate_manifest
+from ckptcore.commit import live_runs, load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import ConfigError, ManifestError
+from ckptcore.errors import ConfigError, ForeignManifestError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
 from ckptcore.retry import RetryPolicy
 from ckptcore.schedule import SaveSchedule
@@ -79,7 +79,23 @@ def make_backends(template: FilepathTemplate, config: CheckpointConfig) -> list[
         sweep = getattr(backend, "remove_stale_temporaries", None)  # optional backend method
         if sweep is not None and (removed := sweep()):
             log.info("removed %d temporary file(s) a killed save left in %s", len(removed), backend.root)
+    for backend in backends[1:]:
+        _refuse_foreign(backend)
     return backends
+
+
+def _refuse_foreign(backend: Any) -> None:
+    """Raise ``ForeignManifestError`` when another tool's manifest.json is where this backend
+    keeps one (the primary's is read by :func:`open_root`); a backend that cannot be read now
+    is left to report its failure at the first save."""
+    if not getattr(backend, "keeps_manifest", False):
+        return
+    try:
+        load_manifest(backend)
+    except ForeignManifestError:
+        raise
+    except (ManifestError, OSError) as exc:
+        log.warning("the manifest of %s cannot be read now: %s", backend.name, exc)
 
 
 def _restore(target: BestTracker | SaveSchedule, state: Any, where: str) -> None:
@@ -152,19 +168,20 @@ def open_root(
     # Several checkpointers may share a root: continue the run that wrote the latest
     # checkpoint this template could have named, with that run's own stored state.
     latest = next((e for e in reversed(manifest.entries) if template.matches(e.path)), None)
-    if latest is None and (candidate := manifest.latest()) is not None:
-        # Another root (a run to fine-tune from), or this root's only run under other names.
-        alone = len({e.run_id for e in manifest.entries}) == 1 and candidate.monitor == config.monitor
-        latest = candidate if source is not primary or alone else None
+    if latest is None and source is not primary:
+        latest = manifest.latest()  # another root (a run to fine-tune from): its latest run
     if latest is not None or not manifest.states:
         state = manifest.states.get(latest.run_id, {}) if latest is not None else {}
         _restore(tracker, state.get("tracker", manifest.tracker), where)
         _restore(schedule, state.get("schedule", manifest.schedule), where)
-    # else: other runs share this root and none wrote this template's checkpoints: start fresh.
+    # else: no checkpoint here has this template's names (a callback added on a resume, say):
+    # it starts fresh, as a run of its own.
     if source is not primary:
         opened.source = (source, manifest)
     elif latest is not None:
         opened.protected.append(latest.path)
-        if run_id is None and latest.run_id:
+        live = live_runs(primary.locate(MANIFEST_NAME))
+        if run_id is None and latest.run_id and latest.run_id not in live:
+            # A run another open checkpointer of this process continues is not taken twice.
             opened.run_id = latest.run_id
     return opened

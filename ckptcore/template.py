@@ -24,6 +24,21 @@ _NUMBER = re.compile(r"\d+")
 NAME_MAX = 255
 
 
+_NUMBER_VALUE = r"[ +-]*(?:[0-9][0-9_,]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?%?|nan|inf)"
+
+
+def _value_pattern(field: "_Field") -> str:
+    """The regular expression a rendered value of ``field`` matches."""
+    if field.name is None:
+        return ""
+    kind = field.spec[-1:] if field.spec else ""
+    if field.name in ("epoch", "batch") and kind in ("", "d"):
+        return r" *[0-9]+"
+    if kind and kind in "deEfFgGn%":
+        return _NUMBER_VALUE
+    return "[^/]*"
+
+
 @dataclass(frozen=True)
 class _Field:
     literal: str
@@ -197,10 +212,12 @@ class FilepathTemplate:
         return relative
 
     def matches(self, relative: str) -> bool:
-        """Whether ``relative`` could have been rendered from this template."""
-        pattern = "".join(
-            re.escape(f.literal) + ("" if f.name is None else "[^/]*") for f in self._fields
-        )
+        """Whether ``relative`` could have been rendered from this template.
+
+        ``{epoch}`` and ``{batch}`` match digits only and a numeric format spec (``{loss:.3f}``)
+        a number, so ``model-{epoch}.keras`` does not match ``model-best.keras``.
+        """
+        pattern = "".join(re.escape(f.literal) + _value_pattern(f) for f in self._fields)
         return re.fullmatch(pattern, relative) is not None
 
     def join(self, relative: str) -> str:

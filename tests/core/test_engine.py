@@ -499,23 +499,35 @@ def test_an_unranked_checkpoint_is_not_pruned_by_its_own_save(tmp_path, npwrite,
     assert [e.path for e in _assert_manifest_agrees_with_disk(tmp_path, helpers).entries] == ["w-1.npy", "w-4.npy"]
 
 
-def test_a_foreign_manifest_on_a_secondary_backend_is_not_replaced(tmp_path, npwrite, memory_url, caplog):
+def test_a_foreign_manifest_on_a_secondary_backend_is_refused_at_construction(tmp_path, npwrite, memory_url):
+    import fsspec
+
+    from ckptcore import ForeignManifestError
+
+    fs = fsspec.filesystem("memory")
+    foreign = b'{"name": "my-dataset", "files": ["a.csv"]}'
+    fs.pipe_file(f"{memory_url}/manifest.json", foreign)
+    with pytest.raises(ForeignManifestError, match="not a ckptcore manifest"):
+        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url])
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(memory_url, detail=False)] == ["manifest.json"]
+    assert fs.cat_file(f"{memory_url}/manifest.json") == foreign
+
+
+def test_a_foreign_manifest_that_appears_later_is_not_replaced(tmp_path, npwrite, memory_url, caplog):
     import fsspec
 
     from ckptcore import CheckpointSaveWarning
 
     fs = fsspec.filesystem("memory")
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url])
     foreign = b'{"name": "my-dataset", "files": ["a.csv"]}'
     fs.pipe_file(f"{memory_url}/manifest.json", foreign)
-    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url])
     with pytest.warns(CheckpointSaveWarning, match=r"'w-1.npy' was only partly saved.*memory \(manifest not writable\)"):
         ck.on_epoch_end(0, {"val_loss": 1.0})
     ck.close()
     assert fs.cat_file(f"{memory_url}/manifest.json") == foreign
     assert not [p for p in fs.ls(memory_url, detail=False) if "unreadable" in p]
     assert "not a ckptcore manifest" in caplog.text
-    assert _manifest(tmp_path).entries[0].backends == ["local", "memory"]
-
 
 def test_resume_in_a_shared_root_without_this_templates_checkpoints_starts_fresh(tmp_path, npwrite):
     with Checkpointer(str(tmp_path / "loss-{epoch}.npy"), write=npwrite, monitor="loss") as other:
@@ -526,9 +538,33 @@ def test_resume_in_a_shared_root_without_this_templates_checkpoints_starts_fresh
         assert ck.on_epoch_end(0, {"val_loss": 0.5}) == "val-1.npy"
 
 
-def test_resume_of_a_single_run_under_new_names_keeps_its_state(tmp_path, npwrite):
-    with Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, save_best_only=True) as first:
-        first.on_epoch_end(0, {"val_loss": 0.3})
-    with Checkpointer(str(tmp_path / "model-{epoch:03d}.npy"), write=npwrite, save_best_only=True,
-                      resume=True) as ck:
-        assert ck.tracker.best == 0.3
+def test_a_checkpointer_added_on_resume_is_a_run_of_its_own(tmp_path, npwrite, helpers):
+    with Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, keep_last=2) as first:
+        for epoch in range(3):
+            first.on_epoch_end(epoch, {"val_loss": 1.0 - epoch / 10})
+    every = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, keep_last=2, resume=True)
+    best = Checkpointer(str(tmp_path / "best.npy"), write=npwrite, save_best_only=True, resume=True)
+    assert every.run_id == first.run_id and best.run_id != first.run_id
+    assert best.tracker.best is None  # fresh: no checkpoint here has its name
+    for epoch in range(3, 5):
+        for ck in (every, best):
+            ck.on_epoch_end(epoch, {"val_loss": 0.5 - epoch / 100})
+    every.close()
+    best.close()
+    manifest = _assert_manifest_agrees_with_disk(tmp_path, helpers)
+    # m-3 is the checkpoint the run resumed from: retention keeps it.
+    assert sorted(e.path for e in manifest.entries) == ["best.npy", "m-3.npy", "m-4.npy", "m-5.npy"]
+    assert manifest.best(best.run_id).path == "best.npy"
+
+
+def test_a_run_continued_by_an_open_checkpointer_is_not_taken_twice(tmp_path, npwrite):
+    with Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite) as first:
+        first.on_epoch_end(0, {"val_loss": 1.0})
+    one = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, resume=True)
+    two = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, resume=True)
+    assert one.run_id == first.run_id and two.run_id != first.run_id
+    one.close()
+    two.close()
+    three = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=npwrite, resume=True)
+    assert three.run_id == first.run_id  # closed runs can be continued again
+    three.close()

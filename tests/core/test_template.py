@@ -174,3 +174,18 @@ def test_matches_tells_which_paths_a_template_could_have_rendered():
     assert not template.matches("best.keras")
     assert not template.matches("sub/m-03-0.50.keras")
     assert FilepathTemplate("runs/best.keras").matches("best.keras")
+
+
+@pytest.mark.parametrize(("template", "path", "expected"), [
+    ("model-{epoch}.keras", "model-12.keras", True),
+    ("model-{epoch}.keras", "model-best.keras", False),  # another callback's fixed name
+    ("m-{epoch:03d}-{batch}.keras", "m-002-7.keras", True),
+    ("m-{epoch:02d}-{val_loss:.3f}.keras", "m-03-0.412.keras", True),
+    ("m-{epoch:02d}-{val_loss:.3f}.keras", "m-03-nan.keras", True),
+    ("m-{epoch:02d}-{val_loss:.3f}.keras", "m-03--inf.keras", True),
+    ("m-{epoch:02d}-{val_loss:.3f}.keras", "m-03-best.keras", False),
+    ("m-{loss:.2e}.keras", "m-1.23e-04.keras", True),
+    ("{tag}/m.keras", "any_thing/m.keras", True),
+])
+def test_matches_knows_what_a_number_renders_as(template, path, expected):
+    assert FilepathTemplate(template).matches(path) is expected
