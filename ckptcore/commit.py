@@ -386,7 +386,7 @@ class Committer:
         if self._undeleted:
             self._delete_pruned(self.write_manifest())
             for name, path in self._undeleted:
-                log.warning("left %r on %s: it could not be deleted (no manifest lists it now)", path, name)
+                log.warning("left %r on %s: retention could not delete it", path, name)
         with _LOCATION_LOCKS_GUARD:
             _LIVE_RUNS.get(self._location, set()).discard(self.run_id)
         for backend in self.backends:

@@ -106,6 +106,7 @@ class Checkpointer:
         # The committer's lock also guards the tracker state it writes into the manifest.
         self.bests = PendingBests(self.tracker, self.committer.lock)
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
+            self.committer.close()  # releases the backends and this run's id
             raise ConfigError(f"filepath: {problem}")
         self.writer = BackgroundWriter(cfg.max_pending) if cfg.async_save else None
         self._last: tuple[int, int | None, dict[str, Any]] | None = None  # for a final save

@@ -140,10 +140,6 @@ class BackendRetries:
         self.policy = policy
         self._down: set[str] = set()
 
-    def is_down(self, name: str) -> bool:
-        """Whether backend ``name`` failed its last call on a transient fault."""
-        return name in self._down
-
     def call(self, name: str, what: str, fn: Callable[..., T], *args: object,
              policy: RetryPolicy | None = None) -> T:
         """Call ``fn(*args)`` on backend ``name`` under ``policy`` (default: this one's).

@@ -112,6 +112,9 @@ def test_a_filepath_that_is_an_existing_directory_is_refused_at_construction(tmp
     assert "allowed" in str(info.value)
     assert (folder / "notes.txt").read_text() == "the user's own file"
     assert _everything_under(tmp_path) == {"runs", "runs/notes.txt"}
+    from ckptcore.commit import live_runs
+
+    assert live_runs(str(tmp_path / "manifest.json")) == set(), "the refused run holds no run id"
 
 
 def test_a_templated_name_that_renders_to_a_foreign_directory_is_not_replaced(tmp_path):
