@@ -1,0 +1,148 @@
+"""Write a file once and know its SHA-256 at the end: no read-back, no extra buffering.
+
+:class:`HashingFile` is a write-only, forward-only binary file. Each ``write`` goes straight to
+the file descriptor (no Python-level buffer, so a large array is written from its own memory)
+and is hashed on the way. Large writes are cut into slices; a helper thread hashes one slice
+while this thread writes it (``hashlib`` and ``os.write`` both release the GIL on large
+buffers), so hashing costs little more than the write itself.
+
+A full disk, a file size limit or any other write fault raises ``OSError`` from ``write`` in
+Python, where the caller can report it.
+
+The file is not fsynced here: the backend that commits it does that once, before its rename.
+It does not seek, so writers that need to seek back (``zipfile``) see a stream and write
+their sizes after the data instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import queue
+import threading
+from typing import Any
+
+from ckptcore.digest import Digest
+
+__all__ = ["HashingFile"]
+
+#: Writes at least this large are hashed on the helper thread while they are written.
+OVERLAP_MIN = 1 << 20
+#: Slice of a large write: hashed on one side while written on the other.
+SLICE = 8 << 20
+
+
+class _Hasher:
+    """One helper thread feeding slices to a hash object in order."""
+
+    def __init__(self, sha: Any) -> None:
+        self._sha = sha
+        self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ckptcore-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (view := self._todo.get()) is not None:
+            try:
+                self._sha.update(view)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the writing thread
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def start(self, view: memoryview) -> None:
+        self._todo.put(view)
+
+    def join(self) -> None:
+        """Wait for the slice handed over last."""
+        if (exc := self._done.get()) is not None:
+            raise exc
+
+    def stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+
+
+class HashingFile(io.RawIOBase):
+    """A new file at ``path``, written forward only, hashed while written.
+
+    Example::
+
+        with HashingFile(path) as out:
+            out.write(header)
+            out.write(array.data)
+        size, sha256 = out.digest
+
+    Args:
+        path: The file to create (truncated if it exists).
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self._hasher: _Hasher | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("HashingFile is a forward-only stream")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise io.UnsupportedOperation("HashingFile is a forward-only stream")
+
+    def write(self, data: Any) -> int:
+        """Write all of ``data`` (any bytes-like object) and hash it; returns its length."""
+        if self.closed:
+            raise ValueError(f"write to a closed file {self.path!r}")
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        if size < OVERLAP_MIN:
+            self._sha.update(view)
+            self._write_all(view)
+        else:
+            if self._hasher is None:
+                self._hasher = _Hasher(self._sha)
+            for start in range(0, size, SLICE):
+                piece = view[start:start + SLICE]
+                self._hasher.start(piece)
+                try:
+                    self._write_all(piece)
+                finally:
+                    self._hasher.join()
+        self._size += size
+        return size
+
+    def _write_all(self, view: memoryview) -> None:
+        while view.nbytes:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    @property
+    def digest(self) -> Digest:
+        """Size and SHA-256 of everything written so far."""
+        return Digest(self._size, self._sha.hexdigest())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._hasher is not None:
+                self._hasher.stop()
+                self._hasher = None
+            os.close(self._fd)
+        finally:
+            super().close()
