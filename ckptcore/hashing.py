@@ -2,9 +2,11 @@
 
 :class:`HashingFile` is a write-only, forward-only binary file. Each ``write`` goes straight to
 the file descriptor (no Python-level buffer, so a large array is written from its own memory)
-and is hashed on the way. Large writes are cut into slices; a helper thread hashes one slice
-while this thread writes it (``hashlib`` and ``os.write`` both release the GIL on large
-buffers), so hashing costs little more than the write itself.
+and is hashed on the way. Large writes are hashed on a helper thread while this thread writes
+them (``hashlib`` and ``os.write`` both release the GIL on large buffers), so hashing costs
+little more than the write itself. With ``stable_buffers=True`` (the caller never changes a
+buffer it wrote before the file is closed) ``write`` does not even wait for the hash: the
+caller's next piece of work (computing a zip member's CRC, say) overlaps it too.
 
 A full disk, a file size limit or any other write fault raises ``OSError`` from ``write`` in
 Python, where the caller can report it.
@@ -40,6 +42,7 @@ class _Hasher:
         self._sha = sha
         self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._queued = 0
         self._thread = threading.Thread(target=self._run, name="ckptcore-hash", daemon=True)
         self._thread.start()
 
@@ -52,13 +55,19 @@ class _Hasher:
             else:
                 self._done.put(None)
 
-    def start(self, view: memoryview) -> None:
+    def start(self, view: Any) -> None:
         self._todo.put(view)
+        self._queued += 1
 
     def join(self) -> None:
-        """Wait for the slice handed over last."""
-        if (exc := self._done.get()) is not None:
-            raise exc
+        """Wait for every slice handed over so far."""
+        first = None
+        while self._queued:
+            exc = self._done.get()
+            self._queued -= 1
+            first = first or exc
+        if first is not None:
+            raise first
 
     def stop(self) -> None:
         self._todo.put(None)
@@ -77,11 +86,14 @@ class HashingFile(io.RawIOBase):
 
     Args:
         path: The file to create (truncated if it exists).
+        stable_buffers: The caller promises not to change any buffer it passed to ``write``
+            until the file is closed; hashing then runs behind the writes.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, stable_buffers: bool = False) -> None:
         super().__init__()
         self.path = path
+        self._stable = stable_buffers
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         self._sha = hashlib.sha256()
         self._size = 0
@@ -105,19 +117,23 @@ class HashingFile(io.RawIOBase):
             raise ValueError(f"write to a closed file {self.path!r}")
         view = memoryview(data).cast("B")
         size = view.nbytes
-        if size < OVERLAP_MIN:
+        if size >= OVERLAP_MIN and self._hasher is None:
+            self._hasher = _Hasher(self._sha)
+        if self._hasher is None:
             self._sha.update(view)
             self._write_all(view)
+        elif size < OVERLAP_MIN:  # in order behind the queued slices; a copy, as it is small
+            self._hasher.start(bytes(view))
+            self._write_all(view)
         else:
-            if self._hasher is None:
-                self._hasher = _Hasher(self._sha)
             for start in range(0, size, SLICE):
                 piece = view[start:start + SLICE]
                 self._hasher.start(piece)
                 try:
                     self._write_all(piece)
                 finally:
-                    self._hasher.join()
+                    if not self._stable:
+                        self._hasher.join()
         self._size += size
         return size
 
@@ -134,15 +150,20 @@ class HashingFile(io.RawIOBase):
     @property
     def digest(self) -> Digest:
         """Size and SHA-256 of everything written so far."""
+        if self._hasher is not None:
+            self._hasher.join()
         return Digest(self._size, self._sha.hexdigest())
 
     def close(self) -> None:
         if self.closed:
             return
+        hasher, self._hasher = self._hasher, None
         try:
-            if self._hasher is not None:
-                self._hasher.stop()
-                self._hasher = None
-            os.close(self._fd)
+            if hasher is not None:
+                try:
+                    hasher.join()
+                finally:
+                    hasher.stop()
         finally:
+            os.close(self._fd)
             super().close()

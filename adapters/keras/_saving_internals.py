@@ -311,7 +311,7 @@ def write_weights_h5(target: Record, path: str) -> Digest:
         The file's size and SHA-256, computed while writing it.
     """
     image = weights_image(target)
-    with HashingFile(path) as out:
+    with HashingFile(path, stable_buffers=True) as out:
         image.stream(out)
     return out.digest
 
@@ -330,7 +330,7 @@ def write_keras_archive(target: Record, path: str) -> Digest:
     if target.config_json is None or target.metadata_json is None:
         raise ValueError("write_keras_archive: the record holds weights only; record the full model")
     image = weights_image(target)
-    with HashingFile(path) as out:
+    with HashingFile(path, stable_buffers=True) as out:
         with zipfile.ZipFile(out, "w") as zf:
             zf.writestr(saving_lib._METADATA_FILENAME, target.metadata_json)
             zf.writestr(saving_lib._CONFIG_FILENAME, target.config_json)

@@ -105,7 +105,7 @@ def legacy_h5_image(model: Any) -> H5Image:
 
 def stream_image(image: H5Image, path: str) -> Digest:
     """Write an in-memory HDF5 file to ``path`` in one pass; returns its digest."""
-    with HashingFile(path) as out:
+    with HashingFile(path, stable_buffers=True) as out:
         image.stream(out)
     return out.digest
 

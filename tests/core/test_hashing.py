@@ -20,10 +20,12 @@ def _sha(path) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def test_the_digest_of_small_and_large_writes_is_the_files(tmp_path):
+@pytest.mark.parametrize("stable", [False, True])
+def test_the_digest_of_small_and_large_writes_is_the_files(tmp_path, stable):
     path = tmp_path / "f.bin"
-    pieces = [b"head", os.urandom(3 * SLICE + 12345), b"", bytearray(b"x" * 5000), memoryview(os.urandom(2 << 20))]
-    with HashingFile(str(path)) as out:
+    pieces = [b"head", os.urandom(3 * SLICE + 12345), b"", bytearray(b"x" * 5000), memoryview(os.urandom(2 << 20)),
+              b"mid", os.urandom(SLICE), b"tail"]
+    with HashingFile(str(path), stable_buffers=stable) as out:
         for piece in pieces:
             assert out.write(piece) == len(piece)
     assert out.digest == Digest(os.path.getsize(path), _sha(path))
