@@ -24,6 +24,7 @@ import numpy as np
 __all__ = ["B2B_CONTENDERS", "measure_limits", "time_writer_jobs"]
 
 B2B_CONTENDERS = ("keras", "ckpt_sync", "ckpt_async")
+B2B_S3 = "ckpt_async_s3"  # with an S3 endpoint: the writer's time per upload against a raw put
 B2B_STEPS = 2
 WRITER_S: list[float] = []
 
@@ -108,7 +109,8 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
         refs["memory_copy_s"].append(_memory_copy(state, target))
         if ctx.s3_bucket:
             refs["s3_put_s"].append(_raw_s3_put(keras_file, ctx, round_))
-        order = B2B_CONTENDERS[round_ % 3:] + B2B_CONTENDERS[: round_ % 3]
+        names = B2B_CONTENDERS + ((B2B_S3,) if ctx.s3_bucket else ())
+        order = names[round_ % len(names):] + names[: round_ % len(names)]
         for name in order:
             WRITER_S.clear()
             record = fit(name)
