@@ -187,6 +187,12 @@ def defer_array(image: H5Image | None, group: Any, key: str, value: Any) -> Any:
     never written by HDF5; the image writes the array there when it is streamed out. Any other
     value (small, strings, another file) is written by h5py as usual.
 
+    Args:
+        image: The image the group's file lives on (None: a file on disk; no deferring).
+        group: The h5py group.
+        key: The dataset's name.
+        value: The array; it must not change until the image has been streamed out.
+
     Returns:
         The new dataset.
     """
