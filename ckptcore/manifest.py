@@ -247,5 +247,5 @@ def _json_safe(value: Any) -> Any:
         return value
     try:
         return _json_safe(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return str(value)
