@@ -243,6 +243,8 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
+        return None  # too large for a float (and past 4300 digits for JSON): stored as null, as inf is
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     try:

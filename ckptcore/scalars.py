@@ -7,7 +7,7 @@ from typing import Any
 
 from ckptcore.errors import MonitorError
 
-__all__ = ["is_finite", "to_scalar"]
+__all__ = ["is_finite", "shown", "to_scalar"]
 
 
 def to_scalar(name: str, value: Any) -> float:
@@ -56,17 +56,18 @@ def to_scalar(name: str, value: Any) -> float:
             f"monitor {name!r}: got {type(value).__name__} {value!r}; expected a real number"
         ) from exc
     except OverflowError as exc:
-        raise MonitorError(f"monitor {name!r}: got {type(value).__name__} {_short(value)}, "
+        raise MonitorError(f"monitor {name!r}: got {type(value).__name__} {shown(value)}, "
                            "too large for a float; expected a real number a float can hold") from exc
     if isinstance(value, complex):  # pragma: no cover - float(complex) already raises
         raise MonitorError(f"monitor {name!r}: got complex {value!r}; expected a real number")
     return result
 
 
-def _short(value: Any) -> str:
-    """``repr(value)``, or for a huge int its number of digits."""
+def shown(value: Any) -> str:
+    """``repr(value)`` for a message; for a huge int (whose ``str`` may raise) its size."""
     if isinstance(value, int) and value.bit_length() >= 200:
-        return f"of {len(str(abs(value)))} digits"
+        # str() of a huge int raises past 4300 digits: count them from the bit length.
+        return f"of about {int(value.bit_length() * 0.30103) + 1} digits"
     return repr(value)
 
 
@@ -76,7 +77,7 @@ def _float(name: str, value: int | float) -> float:
         return float(value)
     except OverflowError as exc:
         raise MonitorError(
-            f"monitor {name!r}: got int {_short(value)}, too large for a float (at most about "
+            f"monitor {name!r}: got int {shown(value)}, too large for a float (at most about "
             "1.8e308); expected a real number a float can hold"
         ) from exc
 

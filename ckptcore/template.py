@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ckptcore.errors import MissingKeyError, TemplateError
 from ckptcore.names import NAME_MAX, RESERVED_DIR, TEMP_MARK, name_bytes, reserved_reason
+from ckptcore.scalars import shown
 
 __all__ = ["FilepathTemplate", "split_root"]
 
@@ -234,7 +235,7 @@ class FilepathTemplate:
                 text = format(value, field.spec)
             except (TypeError, ValueError, OverflowError) as exc:
                 raise TemplateError(
-                    f"filepath: cannot format {field.name}={value!r} with spec "
+                    f"filepath: cannot format {field.name}={shown(value)} with spec "
                     f"{field.spec!r}: {exc}"
                 ) from exc
             out.append(_escape(text))
@@ -255,6 +256,8 @@ class FilepathTemplate:
                     "or format specs"
                 )
         reserved = reserved_reason(relative)
+        if reserved is None and RESERVED_DIR in parts:
+            reserved = reserved_reason(RESERVED_DIR)
         if reserved is not None:
             raise TemplateError(
                 f"filepath: {self.filepath!r} renders {relative!r}: {reserved}; allowed: other values"

@@ -63,7 +63,7 @@ def _load(root: Any, which: str, model: Any, custom_objects: Any, compile: bool,
         entry = manifest.best() if which == "best" else manifest.latest()
         if entry is None:
             raise ManifestError(f"{backend.locate(MANIFEST_NAME)}: no {which} checkpoint is recorded")
-        with _local_copy(backend, entry) as path:
+        with _local_copy(backend, entry, entry.size if verify else None) as path:
             if verify and digest(path) != (entry.size, entry.sha256):
                 raise ManifestError(
                     f"{backend.locate(entry.path)}: size or sha256 differs from the manifest; the file "
@@ -77,12 +77,13 @@ def _load(root: Any, which: str, model: Any, custom_objects: Any, compile: bool,
 
 
 @contextlib.contextmanager
-def _local_copy(backend: Any, entry: ManifestEntry) -> Iterator[str]:
+def _local_copy(backend: Any, entry: ManifestEntry, limit: int | None) -> Iterator[str]:
     """The checkpoint as a local file: in place for a local root, else downloaded for the load.
 
     A local one is reached without following a symbolic link below the root. A download goes
     into a private temporary directory under a name chosen here (``checkpoint`` plus the
-    format's suffix), never under a name the manifest gives.
+    format's suffix), never under a name the manifest gives, and stops past ``limit`` bytes
+    (the size the manifest records, when verifying).
     """
     locate_for_read = getattr(backend, "locate_for_read", None)
     location = locate_for_read(entry.path) if locate_for_read is not None else backend.locate(entry.path)
@@ -95,11 +96,33 @@ def _local_copy(backend: Any, entry: ManifestEntry) -> Iterator[str]:
     tmpdir = tempfile.mkdtemp(prefix="ckptcore-load-")
     try:
         path = os.path.join(tmpdir, "checkpoint" + _suffix(entry.name))
-        with open(path, "xb") as fh:
-            fh.write(backend.read_bytes(entry.path))
+        _download(backend, entry.path, path, limit)
         yield path
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _download(backend: Any, relpath: str, path: str, limit: int | None) -> None:
+    """Copy ``relpath`` to the new local file ``path``, streamed when the backend has a file system."""
+    fs = getattr(backend, "fs", None)
+    with open(path, "xb") as out:
+        if fs is None:
+            chunks: Iterator[bytes] = iter([backend.read_bytes(relpath)])
+        else:
+            src = fs.open(backend.locate(relpath), "rb")
+            chunks = iter(lambda: src.read(1 << 20), b"")
+        total = 0
+        try:
+            for chunk in chunks:
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise ManifestError(f"{backend.locate(relpath)}: larger than the {limit} bytes the manifest "
+                                        "records; the file was changed after it was saved (pass verify=False "
+                                        "to load it anyway)")
+                out.write(chunk)
+        finally:
+            if fs is not None:
+                src.close()
 
 
 def _suffix(name: str) -> str:

@@ -57,14 +57,15 @@ def test_a_rendered_name_over_the_limit_names_the_name_and_the_limit(tmp_path):
 @pytest.mark.parametrize(("value", "fragment"), [
     (f"{RESERVED_DIR}/x", "ckptcore's own directory"),
     (f"{TEMP_MARK}abc", "temporary files"),
+    (f"x/{RESERVED_DIR}", "ckptcore's own directory"),
 ])
 def test_a_rendered_reserved_name_is_refused(tmp_path, value, fragment):
-    ck = Checkpointer(str(tmp_path / "{tag}" / "m.npy"), write=_writer, monitor="loss")
-    tag = value.split("/")[0]
+    ck = Checkpointer(str(tmp_path / "{a}" / "{b}" / "m.npy"), write=_writer, monitor="loss")
+    a, b = value.split("/") if "/" in value else (value, "y")
     with pytest.raises(TemplateError, match=fragment):
-        ck.on_epoch_end(0, {"tag": tag, "loss": 1.0})
+        ck.on_epoch_end(0, {"a": a, "b": b, "loss": 1.0})
     ck.close()
-    assert not (tmp_path / tag).exists()
+    assert not (tmp_path / a).exists()
 
 
 def test_a_rendered_legacy_manifest_name_is_refused(tmp_path):
@@ -81,8 +82,8 @@ def test_an_int_format_spec_that_cannot_format_an_int_fails_at_keras_constructio
     assert _files(tmp_path) == set()
 
 
-def test_a_monitor_value_too_large_for_a_float(tmp_path):
-    huge = 10**400
+@pytest.mark.parametrize("huge", [10**400, -(10**5000)], ids=["1e400", "-1e5000"])
+def test_a_monitor_value_too_large_for_a_float(tmp_path, huge):
     ck = Checkpointer(str(tmp_path / "best.npy"), write=_writer, monitor="val_loss", save_best_only=True)
     with pytest.raises(MonitorError, match="'val_loss'.*too large for a float"):
         ck.on_epoch_end(0, {"val_loss": huge})
@@ -92,7 +93,7 @@ def test_a_monitor_value_too_large_for_a_float(tmp_path):
         with pytest.warns(UserWarning, match="too large for a float"):
             assert ck.on_epoch_end(0, {"val_loss": huge}) == "m-1.npy"
     entry = load_manifest(resolve_backend("local", str(tmp_path))).latest()
-    assert entry.monitor_value is None and entry.metrics["val_loss"] == huge
+    assert entry.monitor_value is None and entry.metrics["val_loss"] is None  # as inf is: null
     with Checkpointer(str(tmp_path / "v-{val_loss:.3f}.npy"), write=_writer, monitor="loss") as ck:
         with pytest.raises(TemplateError, match="cannot format val_loss"):
             ck.on_epoch_end(0, {"val_loss": huge, "loss": 1.0})

@@ -111,3 +111,16 @@ def test_a_local_best_behind_a_link_is_not_loaded(tmp_path, model_bytes):
     LocalBackend(str(root)).write_bytes(MANIFEST_NAME, json.dumps(crafted).encode())
     with pytest.raises(ManifestError, match="symbolic link"):
         load_best(root)
+
+
+def test_a_remote_file_larger_than_the_manifest_says_stops_the_download(memory_url, model_bytes, tmp_path,
+                                                                          monkeypatch):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fs.pipe(f"{memory_url}/m.keras", model_bytes + b"\0" * (3 << 20))
+    fs.pipe(f"{memory_url}/{MANIFEST_NAME}", _crafted("m.keras", model_bytes))
+    with pytest.raises(ManifestError, match=f"larger than the {len(model_bytes)} bytes the manifest records"):
+        load_latest(memory_url)
+    assert list(tmp_path.iterdir()) == []
