@@ -9,7 +9,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ckptcore.errors import ForeignManifestError, ManifestError
-from ckptcore.names import RESERVED_DIR, component_problem, path_problem
+from ckptcore.names import component_problem, path_problem, reserved_reason
 
 __all__ = [
     "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests",
@@ -62,8 +62,10 @@ class ManifestEntry(BaseModel):
         problem = path_problem(value)
         if problem is not None:
             raise ValueError(f"path must be relative and stay under the root, naming something below it; {problem}")
-        if value.split("/")[0] == RESERVED_DIR:
-            raise ValueError(f"path {value!r} is inside {RESERVED_DIR!r}, ckptcore's own directory, never a checkpoint")
+        reserved = reserved_reason(value)
+        if reserved is not None:
+            # Never a checkpoint: retention or prune would delete ckptcore's own files.
+            raise ValueError(f"path {value!r} is reserved, never a checkpoint: {reserved}")
         return value
 
     @model_validator(mode="after")

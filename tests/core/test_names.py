@@ -30,6 +30,8 @@ def _manifest(name: str, path: str) -> str:
         ("m.keras", "a/b/other/m.keras/", "not a name"),
         ("m.keras", f"{RESERVED_DIR}/m.keras", "ckptcore's own directory"),
         ("m.keras", "a/" + "y" * (NAME_MAX + 1) + "/m.keras", "over the limit"),
+        (LEGACY_MANIFEST, LEGACY_MANIFEST, "older versions keep the manifest"),
+        (f"{TEMP_MARK}1-m.keras", f"{TEMP_MARK}1-m.keras", "temporary files"),
     ],
 )
 def test_a_manifest_entry_name_is_one_component_and_the_last_of_its_path(name, path, fragment):
