@@ -19,6 +19,7 @@ from ckptcore.errors import (
     MonitorError,
     StorageError,
     TemplateError,
+    UnsafePathError,
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
@@ -55,6 +56,7 @@ __all__ = [
     "SaveSchedule",
     "StorageError",
     "TemplateError",
+    "UnsafePathError",
     "__version__",
     "resolve_mode",
     "split_root",

@@ -10,8 +10,9 @@ optional packages (fsspec, s3fs) are imported only for a URL that needs them::
     ckptcore verify runs/a        # sha256 of every file against the manifest
     ckptcore prune runs/a --keep-last 3 --keep-best 2 --dry-run
 
-Exit status: 0 on success, 1 when ``verify`` finds a bad or missing file (or ``best`` finds no
-best checkpoint), 2 for a missing root, a root without a manifest or a bad argument.
+Exit status: 0 on success, 1 when ``verify`` finds a bad, missing or unverified (no sha256)
+file (or ``best`` finds no best checkpoint), 2 for a missing root, a root without a manifest
+or a bad argument.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import typer
 from rich.console import Console
 
 from ckptcore.commit import load_manifest
-from ckptcore.digest import digest, stream_digest, tree_digest
+from ckptcore.digest import stream_digest, tree_digest
 from ckptcore.table import age_seconds, checkpoint_table, human_age, human_size
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
+from ckptcore.safepath import digest_below
 
 __all__ = ["Root", "app", "checkpoint_table", "human_age", "human_size", "main", "open_root"]
 
@@ -152,11 +154,14 @@ def _remote_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
 
 
 def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
-    """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNCHECKED``."""
+    """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNVERIFIED``.
+
+    A local checkpoint is read without following any symbolic link below the root: a link
+    there (or inside a directory checkpoint) is ``BAD``, never vouched for.
+    """
     try:
         if root.is_local:
-            location = root.backend.locate(entry.path)
-            found = digest(location) if os.path.exists(location) else None
+            found = digest_below(root.backend.root, entry.path)
         else:
             found = _remote_digest(root.backend, entry.path)
     except OSError as exc:
@@ -165,7 +170,7 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
         return "MISSING", "listed in the manifest but not found"
     size, sha = found
     if entry.sha256 is None:
-        return "UNCHECKED", "the manifest records no sha256"
+        return "UNVERIFIED", "the manifest records no sha256, so nothing vouches for these bytes"
     if sha != entry.sha256:
         return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
     return "ok", human_size(size)
@@ -206,19 +211,33 @@ def best_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
     typer.echo(opened.backend.locate(entry.path))
 
 
+_FAILED = ("BAD", "MISSING", "UNVERIFIED")
+
+
 @app.command("verify")
-def verify_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
-    """Check every checkpoint against the manifest's sha256; exit 1 if any is bad or missing."""
+def verify_command(
+    root: RootArg,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per checkpoint, as an array."),
+    storage_options: OptionsOpt = None,
+) -> None:
+    """Check every checkpoint against the manifest's sha256; exit 1 if any is bad, missing or
+    has no sha256 to check against (unverified)."""
     opened = open_root(root, _parse_options(storage_options))
     counts: dict[str, int] = {}
+    rows = []
     for entry in opened.manifest.entries:
         status, detail = _check(opened, entry)
         counts[status] = counts.get(status, 0) + 1
-        typer.echo(f"{status:<9} {entry.path}  {detail}", err=status in ("BAD", "MISSING"))
+        rows.append({"path": entry.path, "location": opened.backend.locate(entry.path),
+                     "status": status, "detail": detail})
+        if not as_json:
+            typer.echo(f"{status:<10} {entry.path}  {detail}", err=status in _FAILED)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no checkpoints"
-    failed = counts.get("BAD", 0) + counts.get("MISSING", 0)
-    typer.echo(f"{root}: {summary}")
-    if failed:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(f"{root}: {summary}")
+    if sum(counts.get(status, 0) for status in _FAILED):
         raise typer.Exit(1)
 
 

@@ -15,7 +15,8 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     ├── MissingDependencyError(ImportError)
     │                                  an optional dependency is not installed (with install hint)
     └── StorageError(OSError)          a backend failed to commit, read or delete
-        └── CheckpointSaveError        a save failed; names the checkpoint
+        ├── CheckpointSaveError        a save failed; names the checkpoint
+        └── UnsafePathError            a path below a local root passes through a symbolic link
 
     CheckpointSaveWarning(UserWarning) a save failed and training goes on
                                        (``on_save_error="warn"``); names the checkpoint
@@ -36,6 +37,7 @@ __all__ = [
     "MonitorError",
     "StorageError",
     "TemplateError",
+    "UnsafePathError",
 ]
 
 
@@ -117,4 +119,11 @@ class CheckpointSaveWarning(UserWarning):
     """A save failed and training goes on (``on_save_error="warn"``).
 
     The message names the checkpoint and says why; what other backends committed is kept.
+    """
+
+
+class UnsafePathError(StorageError):
+    """A path below a local root passes through (or is) a symbolic link: never followed.
+
+    ``errno`` is ``ELOOP``; ``filename`` is the link found.
     """

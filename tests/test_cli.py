@@ -418,3 +418,25 @@ def test_console_script_on_s3_with_storage_options(s3_root):
     missing = run("ls", url.replace("/run", "/elsewhere"))
     assert missing.returncode == 2
     assert len(missing.stderr.strip().splitlines()) == 1 and "no manifest.json" in missing.stderr
+
+
+def test_verify_does_not_pass_an_entry_without_a_sha256(root):
+    from ckptcore.backends.local import LocalBackend
+    from ckptcore.commit import load_manifest
+    from ckptcore.manifest import MANIFEST_NAME
+
+    backend = LocalBackend(root)
+    manifest = load_manifest(backend)
+    manifest.entries[1].sha256 = None
+    backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
+    open(os.path.join(root, manifest.entries[1].path), "wb").write(b"garbage")
+    result = invoke("verify", root)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("UNVERIFIED") and manifest.entries[1].path in result.stderr
+    assert "no sha256" in result.stderr and "1 unverified" in result.stdout
+    as_json = invoke("verify", root, "--json")
+    assert as_json.exit_code == 1
+    rows = {row["path"]: row for row in json.loads(as_json.stdout)}
+    assert rows[manifest.entries[1].path]["status"] == "UNVERIFIED"
+    assert sum(row["status"] == "ok" for row in rows.values()) == len(LOSSES) - 1
+    assert all(row["location"].startswith(root) for row in rows.values())
