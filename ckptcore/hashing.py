@@ -109,7 +109,7 @@ class HashingFile(io.RawIOBase):
         size, sha256 = out.digest
 
     Args:
-        path: The file to create (truncated if it exists).
+        path: The file to create (truncated if it exists; a symbolic link there is refused).
         stable_buffers: The caller promises not to change any buffer it passed to ``write``
             until the file is closed; hashing then runs behind the writes.
     """
@@ -118,7 +118,8 @@ class HashingFile(io.RawIOBase):
         super().__init__()
         self.path = path
         self._stable = stable_buffers
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        self._fd = os.open(path, flags, 0o644)  # never through a symbolic link
         self._sha = hashlib.sha256()
         self._size = 0
         self._written_back = 0
