@@ -18,6 +18,7 @@ from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
 from ckptcore.preemption import PreemptionGuard, preempted_name
+from ckptcore.resume import ResumePoint
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.schedule import SaveSchedule
@@ -96,7 +97,7 @@ class Checkpointer:
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
-        self._source = opened.source
+        self._source, self._point = opened.source, opened.point
         self.committer = Committer(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
@@ -312,7 +313,7 @@ class Checkpointer:
             there = self.manifest.get(relpath)
             if there is not None and (there.is_best or there.run_id != self.run_id):
                 relpath = preempted_name(relpath)
-            entry = self._entry(relpath, epoch, batch, logs)
+            entry = self._entry(relpath, epoch, batch, logs, partial=not self._epoch_ended)
             self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")
             try:
                 self._dispatch(relpath, entry, self.tracker.state_dict())
@@ -325,6 +326,11 @@ class Checkpointer:
     def manifest(self) -> Manifest:
         """The manifest as this engine knows it."""
         return self.committer.manifest
+
+    def resume_point(self) -> ResumePoint | None:
+        """With ``resume``: the checkpoint to load and where to continue (its
+        ``initial_epoch``, ``initial_step``); None when training starts fresh."""
+        return self._point
 
     def latest(self) -> str | None:
         """Path or URL of this run's most recent checkpoint, or None.
