@@ -22,6 +22,7 @@ from ckptcore.errors import (
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
+from ckptcore.resume import RESUME_STATE, ResumePoint, latest_checkpoint
 from ckptcore.retention import RetentionPolicy
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate, split_root
@@ -34,6 +35,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_NAMES",
     "MIN_NAMES",
+    "RESUME_STATE",
     "BackendNotFoundError",
     "BackgroundWriter",
     "BestTracker",
@@ -51,11 +53,13 @@ __all__ = [
     "MissingDependencyError",
     "MissingKeyError",
     "MonitorError",
+    "ResumePoint",
     "RetentionPolicy",
     "SaveSchedule",
     "StorageError",
     "TemplateError",
     "__version__",
+    "latest_checkpoint",
     "resolve_mode",
     "split_root",
 ]
