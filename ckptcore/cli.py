@@ -54,6 +54,23 @@ OptionsOpt = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ckptcore import __version__
+
+        typer.echo(f"ckptcore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Inspect and maintain ckptcore checkpoint roots (a local directory or an fsspec URL)."""
+
+
 # -- opening a root -------------------------------------------------------------------------------
 @dataclass
 class Root:
