@@ -103,7 +103,7 @@ while todo:
 names = {k for k, _ in allowed}
 blocked = {top for top, dists in md.packages_distributions().items()
            if not any(re.sub(r"[-_.]+", "-", d).lower() in names for d in dists)}
-blocked -= set(sys.stdlib_module_names) | {"_distutils_hack", "__editable___ckptcore_0_1_0_finder"}
+blocked -= set(sys.stdlib_module_names) | {"_distutils_hack"}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname.split(".")[0] in blocked:
