@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 # Only what the demo needs (the demo extra: Keras on JAX, W&B, scikit-learn, the ckptcore command).
 $(DEMO_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	@echo "== installing what the demo needs into $(VENV): Keras with the JAX backend, W&B, scikit-learn and the ckptcore command (about 1 GB; make test adds the rest)"
+	@echo "== installing what the demo needs into $(VENV): Keras with the JAX backend, W&B, scikit-learn and the ckptcore command (about 850 MB; make test adds the rest)"
 	$(PIP) install -c constraints.txt -e ".[demo]"
 	touch $(DEMO_STAMP)
 

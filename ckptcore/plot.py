@@ -56,9 +56,13 @@ def _draw_monitor(ax: Any, entries: list[ManifestEntry], by_step: bool, kept: Co
     if best:
         ax.plot([_x(e, by_step) for e in best], [e.monitor_value for e in best], "*", color="gold",
                 markeredgecolor="black", markersize=16, label="best", zorder=4)
-        for entry in best:
+        xs = [_x(e, by_step) for e in entries]
+        middle = (min(xs) + max(xs)) / 2
+        for entry in best:  # the label leans into the plot, never off its edge
+            right = _x(entry, by_step) > middle
             ax.annotate(entry.path, (_x(entry, by_step), entry.monitor_value), textcoords="offset points",
-                        xytext=(8, 8), fontsize=8)
+                        xytext=(-10 if right else 10, 8), ha="right" if right else "left", fontsize=8)
+    ax.margins(x=0.06, y=0.15)
     ax.set_ylabel(entries[0].monitor)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)

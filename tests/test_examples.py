@@ -179,10 +179,10 @@ def test_demo(tmp_path):
     # The closing hint works as printed, from a fresh shell (no venv on PATH) in the same place.
     hint = next(line for line in out.splitlines() if line.startswith("try: "))
     commands = [c.strip() for c in hint.removeprefix("try: ").split("|")]
-    assert [c.split()[-2] for c in commands] == ["ls", "verify", "plot"]
+    assert [c.split()[-2] for c in commands] == ["ls", "verify"]
     fresh = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    for command in commands[:2]:
+    for command in commands:
         ran = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=fresh, capture_output=True,
                              text=True, timeout=120)
         assert ran.returncode == 0, (command, ran.stderr)
-    assert all(e["path"] in ran.stdout or "ok" in ran.stdout for e in entries)
+    assert ran.stdout.count("ok ") == len(entries)  # verify, the last one

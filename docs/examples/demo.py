@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> float:
     console.print(f"\nrestored the best checkpoint [bold]{os.path.basename(best)}[/]: "
                   f"test accuracy [bold]{accuracy:.3f}[/] ({time.monotonic() - started:.1f}s)")
     command, root = cli_command(), shlex.quote(engine.template.root)
-    console.print(f"try: {command} ls {root}  |  {command} verify {root}  |  {command} plot {root}")
+    console.print(f"try: {command} ls {root}  |  {command} verify {root}")
     return float(accuracy)
 
 
