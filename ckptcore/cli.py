@@ -274,7 +274,8 @@ def verify_command(root: RootArg, as_json: JsonOpt = False, storage_options: Opt
     failed = counts.get("BAD", 0) + counts.get("MISSING", 0)
     if as_json:
         counted = {s.lower(): n for s, n in counts.items()}
-        typer.echo(json.dumps({"root": root, "ok": not failed, "counts": counted, "checkpoints": checked}, indent=2))
+        report = {"root": root, "ok": not failed, "counts": counted, "checkpoints": checked}
+        typer.echo(json.dumps(report, indent=2))
     else:
         typer.echo(f"{root}: {summary}")
     if failed:

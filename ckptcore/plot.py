@@ -16,7 +16,10 @@ from ckptcore.manifest import Manifest, ManifestEntry
 
 __all__ = ["plot_checkpoints", "plotted_entries"]
 
-_HINT = 'drawing a plot needs matplotlib, which is not installed; install it with: pip install "ckptcore[plot]"'
+_HINT = (
+    "drawing a plot needs matplotlib, which is not installed; "
+    'install it with: pip install "ckptcore[plot]"'
+)
 
 
 def _matplotlib() -> tuple[Any, Any]:

@@ -107,7 +107,8 @@ blocked -= set(sys.stdlib_module_names) | {"_distutils_hack"}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname.split(".")[0] in blocked:
-            raise ModuleNotFoundError(f"No module named {fullname!r} (not installed by the documented line)", name=fullname)
+            message = f"No module named {fullname!r} (not installed by the documented line)"
+            raise ModuleNotFoundError(message, name=fullname)
 sys.meta_path.insert(0, Block())
 sys.argv = sys.argv[3:]
 runpy.run_path(sys.argv[0], run_name="__main__")
