@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# Sphinx roles and "::" that the docstrings use; Markdown shows them raw.
+_ROLE = re.compile(r":(?:class|func|meth|attr|mod|data|exc|obj):(?=<code>)")
+_LITERAL = re.compile(r"::</p>")
 SUBPACKAGES = ("adapters", "backends")
 
 
@@ -74,3 +78,10 @@ def on_config(config: Any, **_: Any) -> Any:
         config["repo_name"] = f"ckptcore {version}"
     config["copyright"] = f"ckptcore {version} · Apache-2.0"
     return config
+
+
+def on_page_content(html: str, page: Any, **_: Any) -> str:
+    """On the API reference, drop the Sphinx roles before code (``:class:`X``` shows as ``X``)."""
+    if page.file.src_uri != "api.md":
+        return html
+    return _LITERAL.sub(":</p>", _ROLE.sub("", html))

@@ -67,6 +67,7 @@ def test_the_api_reference_is_generated_from_the_docstrings(site):
     for obj in (ModelCheckpoint, load_best, FsspecBackend):
         first_line = obj.__doc__.strip().splitlines()[0]
         assert html.escape(first_line.split("``")[0], quote=False) in api, first_line
+    assert ":class:" not in api and "::</p>" not in api  # Sphinx markup of the docstrings
     for name in ("ckptcore.Checkpointer", "ckptcore.adapters.keras.ModelCheckpoint",
                  "ckptcore.backends.fsspec.FsspecBackend", "ckptcore.errors.BucketNotFoundError"):
         assert f'id="{name}"' in api, name
