@@ -8,6 +8,7 @@ from ckptcore.config import CheckpointConfig
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
+    BucketNotFoundError,
     CheckpointSaveError,
     CheckpointSaveWarning,
     CkptcoreError,
@@ -37,6 +38,7 @@ __all__ = [
     "MIN_NAMES",
     "BackendNotFoundError",
     "BackgroundWriter",
+    "BucketNotFoundError",
     "BestTracker",
     "CheckpointConfig",
     "CheckpointSaveError",

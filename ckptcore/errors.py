@@ -15,6 +15,8 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     ├── MissingDependencyError(ImportError)
     │                                  an optional dependency is not installed (with install hint)
     └── StorageError(OSError)          a backend failed to commit, read or delete
+        ├── BucketNotFoundError(FileNotFoundError)
+        │                              a URL's bucket does not exist (raised at construction)
         ├── CheckpointSaveError        a save failed; names the checkpoint
         └── UnsafePathError            a path below a local root passes through a symbolic link
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendNotFoundError",
+    "BucketNotFoundError",
     "CheckpointSaveError",
     "CheckpointSaveWarning",
     "CkptcoreError",
@@ -95,6 +98,10 @@ class MissingDependencyError(CkptcoreError, ImportError):
 
 class StorageError(CkptcoreError, OSError):
     """A storage backend failed."""
+
+
+class BucketNotFoundError(StorageError, FileNotFoundError):
+    """The bucket (or container) of a URL root does not exist; ckptcore creates none."""
 
 
 class CheckpointSaveError(StorageError):
