@@ -8,6 +8,7 @@ from ckptcore.config import CheckpointConfig
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
+    BucketNotFoundError,
     CheckpointSaveError,
     CheckpointSaveWarning,
     CkptcoreError,
@@ -19,6 +20,7 @@ from ckptcore.errors import (
     MonitorError,
     StorageError,
     TemplateError,
+    UnsafePathError,
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
@@ -38,6 +40,7 @@ __all__ = [
     "RESUME_STATE",
     "BackendNotFoundError",
     "BackgroundWriter",
+    "BucketNotFoundError",
     "BestTracker",
     "CheckpointConfig",
     "CheckpointSaveError",
@@ -58,6 +61,7 @@ __all__ = [
     "SaveSchedule",
     "StorageError",
     "TemplateError",
+    "UnsafePathError",
     "__version__",
     "latest_checkpoint",
     "resolve_mode",
