@@ -264,9 +264,7 @@ class Checkpointer:
     # -- helpers ------------------------------------------------------------------------------
     def _best_text(self) -> str:
         best = self.tracker.best
-        if best is None:
-            return "inf" if self.mode == "min" else "-inf"
-        return f"{best:.5f}"
+        return ("inf" if self.mode == "min" else "-inf") if best is None else f"{best:.5f}"
 
     def _say(self, message: str) -> None:
         if self.config.verbose > 0:
@@ -328,8 +326,7 @@ class Checkpointer:
         return self.committer.manifest
 
     def resume_point(self) -> ResumePoint | None:
-        """With ``resume``: the checkpoint to load and where to continue (its
-        ``initial_epoch``, ``initial_step``); None when training starts fresh."""
+        """With ``resume``: what to load and where to continue (None: training starts fresh)."""
         return self._point
 
     def latest(self) -> str | None:
@@ -391,13 +388,12 @@ class Checkpointer:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-            return
         # The body's exception is what the caller must see; a save failure is logged beside it.
         try:
             self.close()
         except CheckpointSaveError as failure:
+            if exc_type is None:
+                raise
             log.error("while leaving the Checkpointer after %s: %s", exc_type.__name__, failure)
 
     def __repr__(self) -> str:

@@ -130,7 +130,7 @@ def restore_weights(model: Any, source: Any, *, which: str = "latest", filepath:
                           f"keras.Input a shape) before restoring {point.location}")
     backend = _backend(point.root, storage_options)
     try:
-        with _local_copy(backend, point.entry) as path:
+        with _local_copy(backend, point.entry, point.entry.size if verify else None) as path:
             if verify and digest(path) != (point.entry.size, point.entry.sha256):
                 raise ManifestError(f"{point.location}: size or sha256 differs from the manifest; the file "
                                     "was changed or damaged after it was saved")
