@@ -174,3 +174,13 @@ def test_a_custom_loop_resumes_through_a_callback_list(tmp_path, data):
     ran, model = run(4)
     assert ran == [2, 3]
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+
+
+def test_resume_with_a_saved_model_export_is_refused_at_construction(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("SavedModel exports need the TensorFlow backend")
+    from ckptcore import ConfigError
+
+    with pytest.raises(ConfigError, match="resume='state'"):
+        ModelCheckpoint(str(tmp_path / "export-{epoch}"), resume=True)
+    assert ModelCheckpoint(str(tmp_path / "export-{epoch}"), resume="state").format == "saved_model"

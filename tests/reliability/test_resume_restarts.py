@@ -99,4 +99,5 @@ def test_sigkill_at_random_moments_loses_no_epochs_and_never_the_best(tmp_path, 
     from resume_harness import check_campaign, run_campaign
 
     campaign = run_campaign(str(tmp_path), kills=2, sync=sync, seed=7 if sync else 3, max_wait=1.0)
+    assert campaign.kills >= 1 and len(campaign.runs) == 3
     check_campaign(campaign, str(tmp_path / "root"), lag=0 if sync else 2)
