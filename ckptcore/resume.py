@@ -17,7 +17,6 @@ checkpoint on ``SIGTERM``) continues at the start of that epoch, which then runs
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +34,6 @@ __all__ = [
     "pick_entry",
     "resume_source",
 ]
-
-log = logging.getLogger("ckptcore")
 
 #: ``resume=RESUME_STATE`` restores the tracker and schedule state only, never the model.
 RESUME_STATE = "state"
