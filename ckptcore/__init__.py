@@ -18,6 +18,7 @@ from ckptcore.errors import (
     MissingKeyError,
     MonitorError,
     StorageError,
+    StorageTimeoutError,
     TemplateError,
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
@@ -54,6 +55,7 @@ __all__ = [
     "RetentionPolicy",
     "SaveSchedule",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "__version__",
     "resolve_mode",

@@ -15,7 +15,9 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     ├── MissingDependencyError(ImportError)
     │                                  an optional dependency is not installed (with install hint)
     └── StorageError(OSError)          a backend failed to commit, read or delete
-        └── CheckpointSaveError        a save failed; names the checkpoint
+        ├── CheckpointSaveError        a save failed; names the checkpoint
+        └── StorageTimeoutError(TimeoutError)
+                                       storage did not answer within ``storage_timeout``
 
     CheckpointSaveWarning(UserWarning) a save failed and training goes on
                                        (``on_save_error="warn"``); names the checkpoint
@@ -35,6 +37,7 @@ __all__ = [
     "MissingKeyError",
     "MonitorError",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
 ]
 
@@ -93,6 +96,10 @@ class MissingDependencyError(CkptcoreError, ImportError):
 
 class StorageError(CkptcoreError, OSError):
     """A storage backend failed."""
+
+
+class StorageTimeoutError(StorageError, TimeoutError):
+    """Storage did not answer within ``storage_timeout`` seconds (see :mod:`ckptcore.deadline`)."""
 
 
 class CheckpointSaveError(StorageError):
