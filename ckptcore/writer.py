@@ -139,7 +139,7 @@ class BackgroundWriter:
     def _stuck_reason(self, outcome: str) -> str:
         with self._lock:
             label, started = self._running or ("?", time.monotonic())
-        return (f"{outcome}: the save of {label!r} has been running for {time.monotonic() - started:.0f}s, "
+        return (f"{outcome}: the save of {label!r} has been running for {time.monotonic() - started:.1f}s, "
                 f"past storage_timeout={self.timeout:g}s; the writer goes on once storage answers")
 
     def _wait_idle(self) -> bool:
@@ -206,12 +206,13 @@ class BackgroundWriter:
             if item is not _STOP:
                 dropped.append(item[0])  # type: ignore[index]
         self._queue.put(_STOP)  # the thread stops after the stuck save, should it ever return
-        errors = [skipped(self._running_label(), self._stuck_reason("not finished at close"))]
-        errors += [skipped(label, f"not saved: dropped at close, queued behind a save stuck past "
-                                  f"storage_timeout={self.timeout:g}s") for label in dropped]
+        reason = self._stuck_reason("not finished at close")
+        if dropped:
+            reason += "; not saved either, queued behind it and dropped: " + ", ".join(map(repr, dropped))
+        error = skipped(self._running_label(), reason)
         with self._lock:
             self._pending -= len(dropped)
-            self._errors.extend(errors)
+            self._errors.append(error)
         for _ in dropped:
             self._slots.release()
 
