@@ -28,6 +28,7 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 from ckptcore.errors import CheckpointSaveError, StorageTimeoutError
+from ckptcore.manifest import MANIFEST_NAME
 
 __all__ = [
     "AUTO_LOCAL_SECONDS", "AUTO_REMOTE_SECONDS", "BoundedLock", "SaveDeadline",
@@ -61,19 +62,22 @@ def skipped(relpath: str, reason: str) -> CheckpointSaveError:
 
 
 class BoundedLock:
-    """A lock that the training thread acquires for at most a deadline.
+    """A lock that the training thread acquires for at most a deadline; other threads wait.
 
     Args:
         lock: The lock (the committer's, which a hung storage call may hold).
-        timeout: Returns the seconds to wait now (None: forever).
+        timeout: Returns the seconds the training thread may wait now (None: forever).
+        thread: The training thread (default: the one creating this lock).
     """
 
-    def __init__(self, lock: Any, timeout: Callable[[], float | None]) -> None:
+    def __init__(self, lock: Any, timeout: Callable[[], float | None],
+                 thread: threading.Thread | None = None) -> None:
         self._lock = lock
         self._timeout = timeout
+        self._thread = thread or threading.current_thread()
 
     def __enter__(self) -> "BoundedLock":
-        timeout = self._timeout()
+        timeout = self._timeout() if threading.current_thread() is self._thread else None
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             raise StorageTimeoutError(
                 f"storage did not answer within storage_timeout={timeout:g}s "
@@ -113,9 +117,24 @@ class SaveDeadline:
                 self._stuck = None
             return None if self._stuck is None else self._stuck.relpath
 
-    def lock_timeout(self) -> float | None:
-        """How long to wait for a lock a commit may hold: not at all while one is stuck."""
-        return 0.0 if self.stuck is not None else self.seconds
+    @staticmethod
+    def undo(bests: Any, previous: dict[str, Any]) -> None:
+        """Undo a best whose save reached no storage; later, off the training thread, if a
+        hung save holds the lock now."""
+        try:
+            bests.undo(previous)
+        except StorageTimeoutError:
+            threading.Thread(target=bests.undo, args=(previous,), name="ckptcore-undo-best", daemon=True).start()
+
+    def lock_timeout(self, writer: Any = None) -> float | None:
+        """How long to wait for a lock a commit may hold: not at all while one is stuck.
+
+        Args:
+            writer: The background writer, if any (its stuck save counts too).
+        """
+        if self.stuck is not None or (writer is not None and writer.stuck):
+            return 0.0
+        return self.seconds
 
     def run(self, relpath: str, commit: Callable[[Callable[[Callable[[str], None]], Callable[[str], None]]], T],
             report: Callable[[CheckpointSaveError], None]) -> T | None:
@@ -210,3 +229,27 @@ class SaveDeadline:
                                     "it is recorded only if storage answers before the process ends"))
             return False
         return True
+
+    def release(self, committer: Any, writer: Any, report: Callable[[CheckpointSaveError], None]) -> None:
+        """At close: write the final manifest and release the backends, within the deadline.
+
+        While a save is stuck past its deadline nothing more is asked of storage: that save
+        keeps the backends and records itself should storage answer.
+
+        Args:
+            committer: The engine's committer.
+            writer: The background writer, if any (already closed).
+            report: Called with what could not be finished.
+        """
+        if not self.finish(report) or (writer is not None and writer.stuck):
+            return
+
+        def final(guard: Callable[..., Any]) -> None:
+            if committer.manifest.entries:
+                committer.write_manifest()
+            committer.close()
+
+        try:
+            self.run(MANIFEST_NAME, final, report=report)
+        except CheckpointSaveError as exc:
+            report(exc)

@@ -14,7 +14,7 @@ from ckptcore.commit import Committer
 from ckptcore.config import CheckpointConfig
 from ckptcore.deadline import BoundedLock, SaveDeadline, resolve_timeout, skipped
 from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError, StorageTimeoutError
-from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
@@ -107,7 +107,8 @@ class Checkpointer:
         self.deadline = SaveDeadline(resolve_timeout(cfg.storage_timeout, backends))
         # The committer's lock also guards the tracker state it writes into the manifest;
         # a hung storage call may hold it, so training waits for it within the deadline.
-        self.bests = PendingBests(self.tracker, BoundedLock(self.committer.lock, self._lock_timeout))
+        self.bests = PendingBests(self.tracker, BoundedLock(self.committer.lock,
+                                                            lambda: self.deadline.lock_timeout(self.writer)))
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
             self.committer.close()  # releases the backends and this run's id
             raise ConfigError(f"filepath: {problem}")
@@ -208,7 +209,7 @@ class Checkpointer:
             # Neither committed nor queued (say, an earlier background failure was reported
             # instead): the best stays the last one that reached storage.
             if entry.is_best and not entry.backends:
-                self.bests.undo(previous)
+                self.deadline.undo(self.bests, previous)
             if not isinstance(exc, CheckpointSaveError):
                 raise
             self._save_failed(exc)
@@ -275,11 +276,6 @@ class Checkpointer:
         if best is None:
             return "inf" if self.mode == "min" else "-inf"
         return f"{best:.5f}"
-
-    def _lock_timeout(self) -> float | None:
-        if self.writer is not None and self.writer.stuck:
-            return 0.0
-        return self.deadline.lock_timeout()
 
     def _say(self, message: str) -> None:
         if self.config.verbose > 0:
@@ -389,28 +385,9 @@ class Checkpointer:
                 except CheckpointSaveError as exc:
                     self._save_failed(exc)
         finally:
-            self._finish_storage()
+            self.deadline.release(self.committer, self.writer, self._save_failed)
             if self._source is not None:
                 self._source[0].close()
-
-    def _finish_storage(self) -> None:
-        """Write the final manifest and release the backends, within the deadline.
-
-        While a save is stuck past its deadline, nothing more is asked of storage: that save
-        keeps the backends and records itself should storage answer.
-        """
-        if not self.deadline.finish(self._save_failed) or (self.writer is not None and self.writer.stuck):
-            return
-
-        def final(guard: Callable[[WriteFn], WriteFn]) -> None:
-            if self.manifest.entries:
-                self.committer.write_manifest()
-            self.committer.close()
-
-        try:
-            self.deadline.run(MANIFEST_NAME, final, report=self._save_failed)
-        except CheckpointSaveError as exc:
-            self._save_failed(exc)
 
     def __enter__(self) -> "Checkpointer":
         return self
