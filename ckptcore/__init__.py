@@ -19,6 +19,7 @@ from ckptcore.errors import (
     MissingKeyError,
     MonitorError,
     StorageError,
+    StorageTimeoutError,
     TemplateError,
     UnsafePathError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "RetentionPolicy",
     "SaveSchedule",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "UnsafePathError",
     "__version__",
