@@ -29,15 +29,20 @@ def main() -> None:
         with open(path, "wb") as fh:
             np.save(fh, np.full(4, float(rank)))
 
+    resume = bool(os.environ.get("RESUME"))
     ck = Checkpointer(root + "/m-{epoch:02d}-{loss:.2f}.npy", write=write, monitor="loss",
-                      keep_best=2, storage_options=options)
+                      keep_best=2, storage_options=options, resume=resume)
+    opened = dict(run_id=ck.run_id, best=ck.tracker.best, schedule=ck.schedule.state_dict(),
+                  protected=sorted(ck.committer.protected), latest=ck.latest())
+    first = ck.manifest.latest(ck.run_id).epoch if ck.latest() else 0  # the next 0-based epoch
     saved = []
-    for epoch, loss in enumerate(LOSSES):
+    for epoch in range(first, first + 3):
+        loss = LOSSES[epoch]
         ck.on_epoch_begin(epoch)
         saved.append(ck.on_epoch_end(epoch, {"loss": loss}))
     best, latest = ck.best(), ck.latest()
     ck.close()
-    write_report(rank=rank, chief=ck.is_chief, saved=saved, given=given, best=best, latest=latest,
+    write_report(rank=rank, opened=opened, chief=ck.is_chief, saved=saved, given=given, best=best, latest=latest,
                  kept=[e.path for e in ck.manifest.entries])
 
 

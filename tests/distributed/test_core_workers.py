@@ -75,3 +75,20 @@ def test_a_worker_that_dies_stops_the_others(tmp_path):
     envs = [{"RANK": "0", "WORLD_SIZE": "2", "HANG": "1"}, {"RANK": "1", "WORLD_SIZE": "2"}]
     with pytest.raises(WorkerFailed, match="worker 1 exited with status 3"):
         run_workers("hang_or_die.py", envs, timeout=60)
+
+
+def test_resumed_workers_all_continue_the_chiefs_run(tmp_path):
+    """resume=True: every worker reads the same latest entry and state, and continues the run
+    the chief wrote, so the root still holds one run."""
+    root = tmp_path / "shared"
+    first = run_workers("core_worker.py", ENVS, [str(root)], timeout=120)
+    resumed = run_workers("core_worker.py", [{**env, "RESUME": "1"} for env in ENVS], [str(root)], timeout=120)
+    chief, other = (w.report for w in resumed)
+    assert chief["opened"] == other["opened"]
+    opened = chief["opened"]
+    assert opened["run_id"] == first[0].report["opened"]["run_id"]
+    assert opened["latest"] == first[0].report["latest"] and opened["latest"].endswith("m-03-0.70.npy")
+    assert opened["best"] == 0.5 and opened["protected"] == ["m-03-0.70.npy"]
+    check_reports(resumed, str(root))
+    assert chief["saved"][0].startswith("m-04-")  # both continue at the same epoch
+    check_local_root(root)
