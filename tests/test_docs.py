@@ -53,7 +53,7 @@ def test_site_builds_in_strict_mode(tmp_path):
 def test_every_documented_topic_is_in_the_nav():
     pages = nav_pages()
     for page in ("index.md", "quickstart.md", "keras.md", "custom-loops.md", "embedding.md",
-                 "backends.md", "cli.md", "design.md", "benchmarks.md"):
+                 "backends.md", "cli.md", "design.md", "benchmarks.md", "workers.md"):
         assert page in pages
         assert (REPO / "docs" / page).is_file(), page
 

@@ -27,7 +27,12 @@ __all__ = ["chief", "detect_role", "check_layout"]
 def _jax_role() -> Role | None:
     import jax
 
-    if not jax.distributed.is_initialized():
+    initialized = getattr(jax.distributed, "is_initialized", None)
+    if initialized is None:  # an older JAX: the runtime's own state
+        from jax._src import distributed as state
+
+        initialized = lambda: state.global_state.client is not None  # noqa: E731
+    if not initialized():
         return None  # jax.process_index() now would start JAX's backends before initialize
     return Role(chief=jax.process_index() == 0, index=jax.process_index(),
                 count=jax.process_count(), source="jax")
