@@ -28,6 +28,7 @@ def check_job(workers) -> dict:
     assert chief["logs"] == other["logs"] and len(chief["logs"]) == 4
     assert chief["kept"] == other["kept"] and len(chief["kept"]) == 2
     assert chief["digests"] == other["digests"]  # replicated weights
+    assert len(set(chief["digests"])) == 4  # it trained: the weights changed every epoch
     # load_best / load_latest give back the chief's weights of those epochs.
     assert chief["loaded_best"] == chief["digests"][chief["best_epoch"] - 1]
     assert chief["loaded_latest"] == chief["final"]

@@ -21,15 +21,23 @@ def tf_configs() -> list[dict]:
 
 
 def test_two_multi_worker_mirrored_workers_share_a_local_root(tmp_path):
-    root = tmp_path / "shared"
-    chief, other = (w.report for w in run_workers("tf_worker.py", tf_configs(), [str(root)], timeout=TIMEOUT))
+    root, weights = tmp_path / "shared", tmp_path / "weights"
+    chief, other = (w.report for w in run_workers("tf_worker.py", tf_configs(), [str(root), str(weights)],
+                                                  timeout=TIMEOUT))
     # The role comes from the strategy's cluster resolver: task worker 0 commits.
     assert (chief["chief"], other["chief"]) == (True, False)
     assert chief["source"] == other["source"] == "tf.distribute"
     # strategy.reduce gives every worker the same logs, hence the same decisions.
     assert chief["logs"] == other["logs"] and chief["kept"] == other["kept"]
     assert chief["digests"] == other["digests"] and len(chief["kept"]) == 2
+    assert len(set(chief["digests"])) == 3  # it trained: the weights changed every epoch
     entries = check_local_root(root)
     assert sorted(e.path for e in entries) == sorted(path for path, _ in chief["kept"])
     assert chief["loaded_best"] == chief["digests"][chief["best_epoch"] - 1]
     assert chief["loaded_latest"] == chief["final"]
+    # Keras's own save_weights ran on every worker (async_save=False): the chief's files only.
+    assert chief["weights_kept"] == other["weights_kept"] and chief["weights_kept"]
+    saved = check_local_root(weights)
+    assert [(e.path, e.epoch) for e in saved] == [tuple(k) for k in chief["weights_kept"]]
+    best = min(range(3), key=lambda i: chief["logs"][i]["val_loss"])
+    assert chief["weights_best"] == chief["digests"][best]

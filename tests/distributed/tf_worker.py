@@ -5,7 +5,10 @@ custom loop (``strategy.run`` per step) that drives the callbacks through
 ``keras.callbacks.CallbackList``. Each worker feeds its own shard; the losses in the logs are
 reduced over every replica (``strategy.reduce``), so every worker sees the same values.
 
-Usage: ``TF_CONFIG=... python tf_worker.py ROOT``.
+A second checkpoint in ROOT2 saves through Keras's own ``save_weights`` (``async_save=False``),
+best only: every worker calls it, the chief's copy alone is committed.
+
+Usage: ``TF_CONFIG=... python tf_worker.py ROOT ROOT2``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-ROOT = sys.argv[1]
+ROOT, ROOT2 = sys.argv[1], sys.argv[2]
 INDEX = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 EPOCHS, STEPS, BATCH = 3, 4, 8  # per worker; the global batch is 2 * BATCH
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -57,6 +60,8 @@ def main() -> None:
         role = detect_role()
         checkpoint = ModelCheckpoint(ROOT + "/m-{epoch:02d}-{val_loss:.4f}.keras", monitor="val_loss",
                                      keep_best=2)
+        weights = ModelCheckpoint(ROOT2 + "/w-{epoch:02d}.weights.h5", monitor="val_loss",
+                                  save_best_only=True, save_weights_only=True, async_save=False)
     global_batch = BATCH * strategy.num_replicas_in_sync
 
     def per_replica_loss(xb, yb, training):
@@ -79,7 +84,7 @@ def main() -> None:
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     record = []
-    callbacks = keras.callbacks.CallbackList([checkpoint], model=model, epochs=EPOCHS, steps=STEPS)
+    callbacks = keras.callbacks.CallbackList([checkpoint, weights], model=model, epochs=EPOCHS, steps=STEPS)
     callbacks.on_train_begin()
     for epoch in range(EPOCHS):
         callbacks.on_epoch_begin(epoch)
@@ -96,11 +101,16 @@ def main() -> None:
     engine = checkpoint.checkpointer
     report = dict(index=INDEX, chief=engine.is_chief, source=role.source if role else None,
                   logs=[r[0] for r in record], digests=[r[1] for r in record],
-                  kept=[(e.path, e.epoch) for e in engine.manifest.entries], final=weights_digest(model))
+                  kept=[(e.path, e.epoch) for e in engine.manifest.entries], final=weights_digest(model),
+                  weights_kept=[(e.path, e.epoch) for e in weights.checkpointer.manifest.entries])
     if engine.is_chief:
         report["best_epoch"] = engine.manifest.best(engine.run_id).epoch
         report["loaded_best"] = weights_digest(load_best(ROOT, compile=False))
         report["loaded_latest"] = weights_digest(load_latest(ROOT, compile=False))
+        keras.utils.set_random_seed(1)  # a fresh model outside the strategy, other weights
+        fresh = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        report["weights_best"] = weights_digest(load_best(ROOT2, model=fresh))
     write_report(**report)
 
 
