@@ -146,15 +146,22 @@ class WorkerCommitter(Committer):
     entry in this worker's in-memory manifest, as the chief records it, so ``latest()``,
     ``best()`` and retention's choices are the chief's. No manifest is written, nothing is
     deleted from storage.
+
+    A write function with a ``skip()`` method (one bound to a snapshot the training thread
+    already took, where this worker's part was done) is skipped instead of written.
     """
 
     def save(self, relpath: str, write: Callable[[str], None], entry: ManifestEntry) -> ManifestEntry:
         """Run ``write`` into a private temporary path, delete it, record ``entry`` in memory."""
-        tmpdir = tempfile.mkdtemp(prefix="ckptcore-worker-")
-        try:
-            write(os.path.join(tmpdir, relpath.rsplit("/", 1)[-1]))
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        skip = getattr(write, "skip", None)
+        if callable(skip):
+            skip()
+        else:
+            tmpdir = tempfile.mkdtemp(prefix="ckptcore-worker-")
+            try:
+                write(os.path.join(tmpdir, relpath.rsplit("/", 1)[-1]))
+            finally:
+                shutil.rmtree(tmpdir, ignore_errors=True)
         entry.backends = [self.primary.name]  # where the chief commits it
         self._record(entry, set())
         return entry

@@ -170,6 +170,11 @@ class _ReplayWrite:
         try:
             self._writer(self.record, path)
         finally:
+            self.skip()
+
+    def skip(self) -> None:
+        """Drop the snapshot unwritten (a worker that is not the chief): the buffers go back."""
+        if self._buffers is not None:
             self.record.discard()
             self._pool.release(self._buffers)
             self._buffers = None
@@ -189,6 +194,10 @@ class _MoveWrite:
             shutil.move(self._source, path)
         finally:
             self._cleanup()
+
+    def skip(self) -> None:
+        """Delete the file unmoved (a worker that is not the chief)."""
+        self._cleanup()
 
 
 _SYNC_NAMES = {"keras": "checkpoint.keras", "weights.h5": "checkpoint.weights.h5",

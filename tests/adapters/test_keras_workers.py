@@ -61,3 +61,27 @@ def test_a_wandb_worker_needs_no_run_and_logs_nothing(tmp_path, data, make_model
         wandb.finish()
     assert recorded_artifacts(sync_file) == []
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*"))
+
+
+@pytest.mark.parametrize("filename", ["m-{epoch}.keras", "m-{epoch}.h5"])
+def test_a_workers_snapshot_is_taken_then_dropped_unwritten(tmp_path, data, make_model, monkeypatch, filename):
+    """The snapshot (this worker's part of the save) runs; no file is written from it."""
+    from ckptcore.adapters.keras import _saving_internals as internals
+    from ckptcore.adapters.keras import snapshot as snapshots
+
+    taken, written = [], []
+    real_record, real_archive = internals.record, internals.write_keras_archive
+    monkeypatch.setattr(internals, "record", lambda *a, **k: taken.append(1) or real_record(*a, **k))
+    monkeypatch.setattr(internals, "write_keras_archive",
+                        lambda *a, **k: written.append(1) or real_archive(*a, **k))
+    moved = []
+    real_move = snapshots.shutil.move
+    monkeypatch.setattr(snapshots.shutil, "move", lambda *a: moved.append(a) or real_move(*a))
+    x, y = data
+    checkpoint = ModelCheckpoint(str(tmp_path / "w" / filename), monitor="loss", is_chief=False)
+    make_model().fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[checkpoint])
+    if filename.endswith(".keras"):
+        assert len(taken) == 2 and written == []
+    assert moved == []  # a synchronous .h5 save into a temporary directory, deleted unmoved
+    assert checkpoint._snapshot.buffer_sets <= 1  # the buffers went back to the pool
+    assert not (tmp_path / "w").exists()
