@@ -54,8 +54,7 @@ class Checkpointer:
             callback): retention then treats that session's checkpoints as this one's own.
         **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
             ``save_best_only``, ``save_freq``, ``initial_value_threshold``, ``min_delta``,
-            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``,
-            ``is_chief`` (see :mod:`ckptcore.distributed`), ...).
+            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ``is_chief``, ...).
 
     Raises:
         ConfigError: An argument is invalid (raised here, before training starts).
@@ -94,8 +93,7 @@ class Checkpointer:
         # Saves depend on the value with save_best_only, and retention ranks by it with keep_best.
         self._monitor = Monitor(cfg.monitor, required=cfg.save_best_only or cfg.keep_best is not None)
         self._closed = False
-        # Only the chief of a distributed job commits; the others save into a temporary path.
-        self.is_chief = is_chief(cfg.is_chief)
+        self.is_chief = is_chief(cfg.is_chief)  # only the chief commits (ckptcore.distributed)
         backends = make_backends(self.template, cfg, self.is_chief)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
         self.run_id = opened.run_id
