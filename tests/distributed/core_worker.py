@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 from launch import write_report
@@ -16,6 +18,15 @@ from launch import write_report
 from ckptcore import Checkpointer
 
 LOSSES = [0.9, 0.5, 0.7, 0.3, 0.4, 0.35]
+
+
+def barrier(rank: int, size: int = 2) -> None:
+    """Wait until every worker got here (the collective a training step would be)."""
+    where = Path(os.environ["BARRIER_DIR"])
+    where.mkdir(parents=True, exist_ok=True)
+    (where / str(rank)).touch()
+    while len(list(where.iterdir())) < size:
+        time.sleep(0.05)
 
 
 def main() -> None:
@@ -34,6 +45,7 @@ def main() -> None:
                       keep_best=2, storage_options=options, resume=resume)
     opened = dict(run_id=ck.run_id, best=ck.tracker.best, schedule=ck.schedule.state_dict(),
                   protected=sorted(ck.committer.protected), latest=ck.latest())
+    barrier(rank)  # every worker opened the root before the chief's first save
     first = ck.manifest.latest(ck.run_id).epoch if ck.latest() else 0  # the next 0-based epoch
     saved = []
     for epoch in range(first, first + 3):

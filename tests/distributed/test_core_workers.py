@@ -14,6 +14,11 @@ from s3_server import AWS_TEST_ENV, S3Server
 ENVS = [{"RANK": "0", "WORLD_SIZE": "2"}, {"RANK": "1", "WORLD_SIZE": "2"}]
 
 
+def envs(barrier_dir, **extra) -> list[dict]:
+    """The two workers' environments; they meet in ``barrier_dir`` after opening the root."""
+    return [{**env, "BARRIER_DIR": str(barrier_dir), **extra} for env in ENVS]
+
+
 def check_reports(workers, root_prefix: str) -> None:
     chief, other = (w.report for w in workers)
     assert chief["chief"] is True and other["chief"] is False
@@ -28,7 +33,7 @@ def check_reports(workers, root_prefix: str) -> None:
 
 def test_only_the_chief_writes_a_shared_local_root(tmp_path):
     root = tmp_path / "shared"
-    workers = run_workers("core_worker.py", ENVS, [str(root)], timeout=120)
+    workers = run_workers("core_worker.py", envs(tmp_path / "barrier"), [str(root)], timeout=120)
     check_reports(workers, str(root))
     entries = check_local_root(root)
     assert sorted(e.path for e in entries) == sorted(workers[0].report["kept"])
@@ -36,15 +41,15 @@ def test_only_the_chief_writes_a_shared_local_root(tmp_path):
         assert np.load(root / entry.path).tolist() == [0.0] * 4
 
 
-def test_only_the_chief_writes_a_shared_s3_bucket(monkeypatch):
+def test_only_the_chief_writes_a_shared_s3_bucket(monkeypatch, tmp_path):
     for key, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(key, value)
     server = S3Server().start()
     try:
         bucket = server.make_bucket()
         url = f"s3://{bucket}/run"
-        envs = [{**AWS_TEST_ENV, **env} for env in ENVS]
-        workers = run_workers("core_worker.py", envs, [url, json.dumps(server.options)], timeout=120)
+        workers = run_workers("core_worker.py", envs(tmp_path / "barrier", **AWS_TEST_ENV),
+                              [url, json.dumps(server.options)], timeout=120)
         check_reports(workers, url)
         import s3fs
 
@@ -81,8 +86,8 @@ def test_resumed_workers_all_continue_the_chiefs_run(tmp_path):
     """resume=True: every worker reads the same latest entry and state, and continues the run
     the chief wrote, so the root still holds one run."""
     root = tmp_path / "shared"
-    first = run_workers("core_worker.py", ENVS, [str(root)], timeout=120)
-    resumed = run_workers("core_worker.py", [{**env, "RESUME": "1"} for env in ENVS], [str(root)], timeout=120)
+    first = run_workers("core_worker.py", envs(tmp_path / "b1"), [str(root)], timeout=120)
+    resumed = run_workers("core_worker.py", envs(tmp_path / "b2", RESUME="1"), [str(root)], timeout=120)
     chief, other = (w.report for w in resumed)
     assert chief["opened"] == other["opened"]
     opened = chief["opened"]
