@@ -159,8 +159,10 @@ class ModelCheckpoint(keras.callbacks.Callback):
         from ckptcore.backends import resolve_backend
 
         root = FilepathTemplate(config.filepath).root
+        # A worker that is not the chief commits to no extra backend (W&B needs no run there).
+        extras = config.backends if chief(config.is_chief) else ()
         # The root is a location, as the engine takes it: a relative "ckpt" is not a backend name.
-        for spec in (root if "://" in root else "local", *config.backends):
+        for spec in (root if "://" in root else "local", *extras):
             if isinstance(spec, str):
                 resolve_backend(spec, root, **config.storage_options).close()
         if "://" not in root:

@@ -85,3 +85,14 @@ def test_a_workers_snapshot_is_taken_then_dropped_unwritten(tmp_path, data, make
     assert moved == []  # a synchronous .h5 save into a temporary directory, deleted unmoved
     assert checkpoint._snapshot.buffer_sets <= 1  # the buffers went back to the pool
     assert not (tmp_path / "w").exists()
+
+
+def test_a_worker_resolves_no_extra_backend(tmp_path, data, make_model):
+    """backends=["wandb"] on a worker: no W&B run needed, nothing committed anywhere."""
+    pytest.importorskip("wandb")
+    x, y = data
+    checkpoint = ModelCheckpoint(str(tmp_path / "w" / "m-{epoch}.keras"), monitor="loss",
+                                 backends=["wandb"], is_chief=False)
+    make_model().fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[checkpoint])
+    assert [b.name for b in checkpoint.checkpointer.committer.backends] == ["local"]
+    assert not (tmp_path / "w").exists()
