@@ -6,6 +6,7 @@ in time and never hangs on a worker blocked in a collective whose peer died.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["Worker", "WorkerFailed", "files_under", "own_files", "run_workers", "write_report"]
+__all__ = ["Worker", "WorkerFailed", "check_local_root", "files_under", "own_files", "run_workers",
+           "write_report"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -123,3 +125,26 @@ def own_files(files: Sequence[str]) -> tuple[list[str], list[str]]:
     hidden = MANIFEST_NAME.split("/", 1)[0] + "/" if "/" in MANIFEST_NAME else None
     mine = [f for f in files if f == MANIFEST_NAME or (hidden is not None and f.startswith(hidden))]
     return [f for f in files if f not in mine], mine
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_local_root(root: Path) -> list:
+    """The root holds the chief's checkpoints and ckptcore's files only, each listed once with
+    its real sha256, from one run; returns the manifest entries."""
+    from ckptcore.backends.local import LocalBackend
+    from ckptcore.commit import load_manifest
+
+    manifest = load_manifest(LocalBackend(str(root)))
+    assert manifest is not None, f"no manifest under {root}: {files_under(root)}"
+    visible, mine = own_files(files_under(root))
+    paths = [e.path for e in manifest.entries]
+    assert len(paths) == len(set(paths)), paths
+    assert sorted(visible) == sorted(paths), (visible, paths)
+    assert not [f for f in mine if "staging" in f or "tmp" in f], mine
+    assert len(manifest.runs) == 1 and {e.run_id for e in manifest.entries} == set(manifest.runs)
+    for entry in manifest.entries:
+        assert sha256(root / entry.path) == entry.sha256, entry.path
+    return manifest.entries

@@ -7,8 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import check_local_root
-from launch import run_workers
+from launch import check_local_root, run_workers
 from s3_server import AWS_TEST_ENV, S3Server
 
 ENVS = [{"RANK": "0", "WORLD_SIZE": "2"}, {"RANK": "1", "WORLD_SIZE": "2"}]

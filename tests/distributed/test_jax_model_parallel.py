@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import check_local_root
-from launch import run_workers
+from launch import check_local_root, run_workers
 from s3_server import free_port
 
 pytest.importorskip("jax")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import check_local_root
-from launch import own_files, run_workers
+from launch import check_local_root, own_files, run_workers
 from s3_server import AWS_TEST_ENV, S3Server, free_port
 
 pytest.importorskip("jax")

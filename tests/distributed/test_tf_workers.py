@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import check_local_root
-from launch import run_workers
+from launch import check_local_root, run_workers
 from s3_server import free_port
 
 pytest.importorskip("tensorflow")
