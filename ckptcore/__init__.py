@@ -9,6 +9,7 @@ from ckptcore.distributed import Role, is_chief, role_from_env
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
+    BucketNotFoundError,
     CheckpointSaveError,
     CheckpointSaveWarning,
     CkptcoreError,
@@ -20,6 +21,7 @@ from ckptcore.errors import (
     MonitorError,
     StorageError,
     TemplateError,
+    UnsafePathError,
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
@@ -37,6 +39,7 @@ __all__ = [
     "MIN_NAMES",
     "BackendNotFoundError",
     "BackgroundWriter",
+    "BucketNotFoundError",
     "BestTracker",
     "CheckpointConfig",
     "CheckpointSaveError",
@@ -57,6 +60,7 @@ __all__ = [
     "SaveSchedule",
     "StorageError",
     "TemplateError",
+    "UnsafePathError",
     "__version__",
     "is_chief",
     "resolve_mode",
