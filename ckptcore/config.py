@@ -77,6 +77,7 @@ class CheckpointConfig(BaseModel):
     retries: int = 3
     retry_backoff: float = 0.5
     storage_timeout: Union[float, str, None] = "auto"
+    is_chief: Optional[bool] = None
 
     @field_validator("filepath", mode="before")
     @classmethod
@@ -103,6 +104,16 @@ class CheckpointConfig(BaseModel):
         if not isinstance(value, int) or value < 0:
             raise ValueError(
                 f"got {value!r} ({type(value).__name__}); allowed: 0 (silent) or an int >= 1 (messages)"
+            )
+        return value
+
+    @field_validator("is_chief", mode="before")
+    @classmethod
+    def _is_chief(cls, value: Any) -> Optional[bool]:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(
+                f"got {value!r} ({type(value).__name__}); allowed: True (this process commits), "
+                "False (another worker does) or None (detect it: see ckptcore.distributed)"
             )
         return value
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 from ckptcore.commit import Committer
 from ckptcore.config import CheckpointConfig
 from ckptcore.deadline import BoundedLock, SaveDeadline, resolve_timeout, skipped
+from ckptcore.distributed import WorkerCommitter, is_chief
 from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError, StorageTimeoutError
 from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
@@ -54,7 +55,7 @@ class Checkpointer:
             callback): retention then treats that session's checkpoints as this one's own.
         **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
             ``save_best_only``, ``save_freq``, ``initial_value_threshold``, ``min_delta``,
-            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ...).
+            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ``is_chief``, ...).
 
     Raises:
         ConfigError: An argument is invalid (raised here, before training starts).
@@ -93,12 +94,13 @@ class Checkpointer:
         # Saves depend on the value with save_best_only, and retention ranks by it with keep_best.
         self._monitor = Monitor(cfg.monitor, required=cfg.save_best_only or cfg.keep_best is not None)
         self._closed = False
-        backends = make_backends(self.template, cfg)
+        self.is_chief = is_chief(cfg.is_chief)  # only the chief commits (ckptcore.distributed)
+        backends = make_backends(self.template, cfg, self.is_chief)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
         self._source = opened.source
-        self.committer = Committer(
+        self.committer = (Committer if self.is_chief else WorkerCommitter)(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
             manifest=opened.manifest, protected=opened.protected,
