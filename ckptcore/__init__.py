@@ -5,6 +5,7 @@ The core is pure Python (standard library and pydantic). Framework adapters live
 """
 
 from ckptcore.config import CheckpointConfig
+from ckptcore.distributed import Role, is_chief, role_from_env
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
@@ -19,6 +20,7 @@ from ckptcore.errors import (
     MissingKeyError,
     MonitorError,
     StorageError,
+    StorageTimeoutError,
     TemplateError,
     UnsafePathError,
 )
@@ -58,12 +60,16 @@ __all__ = [
     "MonitorError",
     "ResumePoint",
     "RetentionPolicy",
+    "Role",
     "SaveSchedule",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "UnsafePathError",
     "__version__",
+    "is_chief",
     "latest_checkpoint",
     "resolve_mode",
+    "role_from_env",
     "split_root",
 ]
