@@ -5,9 +5,11 @@ The core is pure Python (standard library and pydantic). Framework adapters live
 """
 
 from ckptcore.config import CheckpointConfig
+from ckptcore.distributed import Role, is_chief, role_from_env
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
+    BucketNotFoundError,
     CheckpointSaveError,
     CheckpointSaveWarning,
     CkptcoreError,
@@ -18,11 +20,13 @@ from ckptcore.errors import (
     MissingKeyError,
     MonitorError,
     StorageError,
+    StorageTimeoutError,
     TemplateError,
     UnsafePathError,
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
+from ckptcore.resume import RESUME_STATE, ResumePoint, latest_checkpoint
 from ckptcore.retention import RetentionPolicy
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate, split_root
@@ -35,8 +39,10 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_NAMES",
     "MIN_NAMES",
+    "RESUME_STATE",
     "BackendNotFoundError",
     "BackgroundWriter",
+    "BucketNotFoundError",
     "BestTracker",
     "CheckpointConfig",
     "CheckpointSaveError",
@@ -52,12 +58,18 @@ __all__ = [
     "MissingDependencyError",
     "MissingKeyError",
     "MonitorError",
+    "ResumePoint",
     "RetentionPolicy",
+    "Role",
     "SaveSchedule",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "UnsafePathError",
     "__version__",
+    "is_chief",
+    "latest_checkpoint",
     "resolve_mode",
+    "role_from_env",
     "split_root",
 ]

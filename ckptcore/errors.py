@@ -15,7 +15,11 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     ├── MissingDependencyError(ImportError)
     │                                  an optional dependency is not installed (with install hint)
     └── StorageError(OSError)          a backend failed to commit, read or delete
+        ├── BucketNotFoundError(FileNotFoundError)
+        │                              a URL's bucket does not exist (raised at construction)
         ├── CheckpointSaveError        a save failed; names the checkpoint
+        ├── StorageTimeoutError(TimeoutError)
+        │                              storage did not answer within ``storage_timeout``
         └── UnsafePathError            a path below a local root passes through a symbolic link
 
     CheckpointSaveWarning(UserWarning) a save failed and training goes on
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendNotFoundError",
+    "BucketNotFoundError",
     "CheckpointSaveError",
     "CheckpointSaveWarning",
     "CkptcoreError",
@@ -36,6 +41,7 @@ __all__ = [
     "MissingKeyError",
     "MonitorError",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "UnsafePathError",
 ]
@@ -95,6 +101,14 @@ class MissingDependencyError(CkptcoreError, ImportError):
 
 class StorageError(CkptcoreError, OSError):
     """A storage backend failed."""
+
+
+class BucketNotFoundError(StorageError, FileNotFoundError):
+    """The bucket (or container) of a URL root does not exist; ckptcore creates none."""
+
+
+class StorageTimeoutError(StorageError, TimeoutError):
+    """Storage did not answer within ``storage_timeout`` seconds (see :mod:`ckptcore.deadline`)."""
 
 
 class CheckpointSaveError(StorageError):
