@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ckptcore.commit import live_runs, load_manifest, validate_manifest
+from ckptcore.store import settle_root
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import ConfigError, ForeignManifestError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
@@ -76,9 +77,9 @@ def make_backends(template: FilepathTemplate, config: CheckpointConfig) -> list[
     extra = [resolve_backend(spec, root, **config.storage_options) for spec in config.backends]
     backends = _distinct_names([primary, *extra])
     for backend in backends:
-        sweep = getattr(backend, "remove_stale_temporaries", None)  # optional backend method
-        if sweep is not None and (removed := sweep()):
-            log.info("removed %d temporary file(s) a killed save left in %s", len(removed), backend.root)
+        prepare = getattr(backend, "prepare", None)  # optional: make the layout, recover, sweep
+        for line in prepare() if prepare is not None else ():
+            log.info("%s: %s", backend.name, line)
     for backend in backends[1:]:
         _refuse_foreign(backend)
     return backends
@@ -149,7 +150,9 @@ def open_root(
     never pruned.
     """
     retry = RetryPolicy(retries=config.retries, backoff=config.retry_backoff)
-    own = load_manifest(primary, retry)
+    # The manifest as a killed run left it, settled: its pending records resolved by what is
+    # really stored (see ckptcore.pending).
+    own = settle_root(primary, retry, live_runs(primary.locate(MANIFEST_NAME)))
     opened = Opened(own, run_id or new_run_id())
     if not config.resume:
         return opened

@@ -1,0 +1,182 @@
+"""Reading, migrating, settling and writing the manifest of one backend.
+
+Every read-merge-write of a stored manifest runs under a lock: within the process one lock per
+manifest location, across processes the backend's optional ``lock()`` hook (a local root's
+``.ckptcore/state/lock``). Object stores have no such lock (see ``docs/reliability.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, ContextManager, Iterator
+
+from ckptcore.errors import ForeignManifestError, ManifestError, StorageError
+from ckptcore.layout import LEGACY_MANIFEST_NAME, MANIFEST_NAME
+from ckptcore.manifest import Manifest
+from ckptcore.pending import settle
+from ckptcore.retry import RetryPolicy
+
+__all__ = ["live_runs", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
+           "settle_root", "unregister_run"]
+
+log = logging.getLogger("ckptcore")
+_LOCATION_LOCKS: dict[str, threading.RLock] = {}
+_GUARD = threading.Lock()
+_LIVE_RUNS: dict[str, set[str]] = {}  # manifest location -> run ids of open Committers
+
+
+def live_runs(location: str) -> set[str]:
+    """Run ids of the open Committers of this process on the manifest at ``location``."""
+    with _GUARD:
+        return set(_LIVE_RUNS.get(location, ()))
+
+
+def register_run(location: str, run_id: str) -> None:
+    """Count ``run_id`` as open on the manifest at ``location`` (see :func:`live_runs`)."""
+    with _GUARD:
+        _LIVE_RUNS.setdefault(location, set()).add(run_id)
+
+
+def unregister_run(location: str, run_id: str) -> None:
+    """Undo :func:`register_run`."""
+    with _GUARD:
+        _LIVE_RUNS.get(location, set()).discard(run_id)
+
+
+@contextlib.contextmanager
+def locked(backend: Any) -> Iterator[None]:
+    """Hold the lock of ``backend``'s manifest: this process's, then the backend's own hook."""
+    location = backend.locate(MANIFEST_NAME)
+    with _GUARD:
+        lock = _LOCATION_LOCKS.setdefault(location, threading.RLock())
+    hook: Callable[[], ContextManager[None]] | None = getattr(backend, "lock", None)
+    with lock, (hook() if hook is not None else contextlib.nullcontext()):
+        yield
+
+
+def load_manifest(backend: Any, retry: RetryPolicy | None = None) -> Manifest | None:
+    """Read and validate the manifest of ``backend``; None when there is none.
+
+    A root that still holds ckptcore's manifest at its old place (``ROOT/manifest.json``) is
+    read from there (:func:`migrate_legacy` moves it).
+
+    Raises:
+        ManifestError: The stored manifest does not parse or validate.
+        StorageError: It could not be read (the storage is unreachable, say); names where.
+    """
+    policy = retry or RetryPolicy(retries=0)
+    for name in (MANIFEST_NAME, LEGACY_MANIFEST_NAME):
+        location = backend.locate(name)
+        try:
+            data = policy.call(f"reading {location}", backend.read_bytes, name)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue  # no root yet, or a file where it would be
+        except Exception as exc:  # noqa: BLE001 - a client's own errors (botocore) are not OSErrors
+            raise StorageError(f"cannot read {location}: {type(exc).__name__}: {exc}") from exc
+        try:
+            return Manifest.from_json(data, source=location)
+        except ForeignManifestError:
+            if name == LEGACY_MANIFEST_NAME:
+                return None  # another tool's manifest.json in the root: not ours, left alone
+            raise
+    return None
+
+
+def migrate_legacy(backend: Any) -> bool:
+    """Move ckptcore's own ``ROOT/manifest.json`` to :data:`MANIFEST_NAME`; another tool's
+    ``manifest.json`` stays untouched. Call it under :func:`locked`.
+
+    Returns:
+        Whether a manifest was moved.
+    """
+    try:
+        data = backend.read_bytes(LEGACY_MANIFEST_NAME)
+        Manifest.from_json(data, source=backend.locate(LEGACY_MANIFEST_NAME))
+    except (OSError, ManifestError):  # none, unreadable, or another tool's
+        return False
+    if not backend.exists(MANIFEST_NAME):
+        backend.write_bytes(MANIFEST_NAME, data)
+    backend.delete(LEGACY_MANIFEST_NAME)
+    log.info("moved the manifest of %s to %s", backend.locate(LEGACY_MANIFEST_NAME), backend.locate(MANIFEST_NAME))
+    return True
+
+
+def read_for_merge(backend: Any, read: Callable[[], bytes]) -> Manifest | None:
+    """The stored manifest before a merge; an unreadable one is copied aside first.
+
+    A stored manifest that cannot be read or validated is never silently replaced: it is
+    logged and copied to ``<MANIFEST_NAME>.unreadable-<time>``, and this run's manifest is then
+    written (other runs' entries it held are in that copy only).
+
+    Raises:
+        ForeignManifestError: Another tool's file is where the manifest goes (not replaced).
+    """
+    try:
+        data = read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return Manifest.from_json(data, source=backend.locate(MANIFEST_NAME))
+    except ForeignManifestError:
+        raise
+    except ManifestError as exc:
+        aside = f"{MANIFEST_NAME}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
+        log.error("%s; keeping it as %s before writing this run's manifest", exc, backend.locate(aside))
+        backend.write_bytes(aside, data)
+        return None
+
+
+def _run_gone(backend: Any, live: set[str]) -> Callable[[str], bool]:
+    alive = getattr(backend, "run_alive", None)
+    return lambda run: run not in live and not (alive is not None and alive(run))
+
+
+def settle_root(backend: Any, retry: RetryPolicy | None = None, live: set[str] = frozenset()) -> Manifest | None:
+    """Open a root's manifest: migrate it from ``ROOT/manifest.json``, settle the pending
+    records of runs no longer open (removing pruned checkpoints a killed run left), store the
+    result; return it (None when the root has no manifest).
+
+    Raises:
+        ManifestError, StorageError: As :func:`load_manifest`.
+    """
+    from ckptcore.audit import stored_sha
+
+    with locked(backend):
+        try:
+            migrate_legacy(backend)
+        except OSError as exc:
+            log.warning("could not move the old manifest of %s: %s", backend.locate(LEGACY_MANIFEST_NAME), exc)
+        manifest = load_manifest(backend, retry)
+        if manifest is None or not manifest.pending:
+            return manifest
+        changed, deletions = settle(manifest, lambda path: stored_sha(backend, path), _run_gone(backend, live))
+        if not changed:
+            return manifest
+        _store(backend, manifest)
+        if deletions and getattr(backend, "can_delete", False):
+            _finish_deletions(backend, manifest, deletions)
+    return manifest
+
+
+def _store(backend: Any, manifest: Manifest) -> None:
+    try:
+        backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
+    except OSError as exc:
+        log.warning("could not store the settled manifest of %s: %s", backend.locate(MANIFEST_NAME), exc)
+
+
+def _finish_deletions(backend: Any, manifest: Manifest, deletions: list) -> None:
+    done = []
+    for record in deletions:
+        try:
+            backend.delete(record.path)
+            done.append(record)
+            log.info("removed %s: pruned, but its removal was interrupted", backend.locate(record.path))
+        except OSError as exc:
+            log.warning("could not remove the pruned %s: %s", backend.locate(record.path), exc)
+    if done:
+        manifest.pending = [r for r in manifest.pending if all(r is not d for d in done)]
+        _store(backend, manifest)
