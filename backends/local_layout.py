@@ -50,7 +50,9 @@ def make_layout(root: str) -> bool:
 
 def new_slot(root: str, marker: str | None = None, content: str = "") -> str:
     """Make a fresh ``staging/<id>`` directory (with a fsynced marker file); return its path."""
-    slot = os.path.join(_join(root, STAGING_DIR), uuid.uuid4().hex[:16])
+    staging = _join(root, STAGING_DIR)
+    os.makedirs(staging, exist_ok=True)
+    slot = os.path.join(staging, uuid.uuid4().hex[:16])
     os.mkdir(slot)
     if marker is not None:
         with open(os.path.join(slot, marker), "w", encoding="utf-8") as fh:

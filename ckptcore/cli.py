@@ -32,6 +32,7 @@ from ckptcore.digest import digest, stream_digest, tree_digest
 from ckptcore.table import age_seconds, checkpoint_table, human_age, human_size
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.store import root_of_manifest
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
 
@@ -101,8 +102,8 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
     """
     from ckptcore.backends import resolve_backend
 
-    if root.rstrip("/").endswith("/" + MANIFEST_NAME) or root == MANIFEST_NAME:
-        root = root.rstrip("/")[: -len(MANIFEST_NAME)].rstrip("/") or "."
+    if root.rstrip("/").endswith(".json"):
+        root = root_of_manifest(root) or "."
     is_url = _URL_MARK in root
     if not is_url and not os.path.isdir(root):
         what = "is not a directory" if os.path.exists(root) else "does not exist"

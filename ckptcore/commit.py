@@ -103,6 +103,7 @@ class Committer:
         self._undeleted: list[tuple[str, str]] = []
         # Per backend, the paths its manifest listed when this run last wrote it.
         self._stored: dict[str, set[str]] = {}
+        self._dirty = False
         self._location = self.primary.locate(MANIFEST_NAME)
         register_run(self._location, run_id)
         self._claim = self._claim_run()
@@ -237,12 +238,13 @@ class Committer:
             # A checkpoint keep_best cannot rank (no finite monitored value) is not pruned by
             # its own save: it stays until the next one.
             scored = entry.monitor_value is not None and math.isfinite(entry.monitor_value)
-            pruned = [e for e in self.retention.select_deletions(
-                candidates, self.mode, {self.run_id}, self.protected if scored else self.protected | {entry.path},
-            ) if e is not entry]
-            for old in pruned:
+            pruned = self.retention.select_deletions(
+                candidates, self.mode, {self.run_id}, self.protected if scored else self.protected | {entry.path})
+            # Pruned by its own save (keep_best, a worse one): committed, then deleted.
+            older = [e for e in pruned if e is not entry]
+            for old in older:
                 self.manifest.remove(old.path)
-            self.manifest.pending += [record, *(delete_record(old, self.run_id) for old in pruned)]
+            self.manifest.pending += [record, *(delete_record(old, self.run_id) for old in older)]
             down = self.write_manifest(best=entry.monitor_value if entry.is_best else self._best)
             if self.primary.name in down:
                 self._withdraw(record, pruned)
@@ -252,6 +254,7 @@ class Committer:
 
     def _withdraw(self, record: PendingRecord, pruned: list[ManifestEntry]) -> None:
         """Undo :meth:`_plan` in memory: the save reached no backend."""
+        pruned = [old for old in pruned if old.path != record.path]
         paths = {old.path for old in pruned}
         self.manifest.pending = [r for r in self.manifest.pending
                                  if r is not record and not (r.sha256 is None and r.path in paths)]
@@ -264,7 +267,9 @@ class Committer:
         """The primary holds the checkpoint: list it, then remove what it pruned."""
         with self.lock:
             self.manifest.pending = [r for r in self.manifest.pending if r is not record]
-            self.manifest.add(entry)
+            if all(old is not entry for old in pruned):
+                self.manifest.add(entry)
+            self._dirty = True  # stored as pending: the next write (or close) lists it
             if entry.is_best:
                 self._best = entry.monitor_value
             self._undeleted.extend((name, old.path) for old in pruned for name in old.backends)
@@ -338,7 +343,7 @@ class Committer:
             self.manifest.tracker = {**tracker, "best": self._best if best == "committed" else best} \
                 if "best" in tracker else tracker
             self._forget_lost()
-            failed = set()
+            failed, self._dirty = set(), False
             for backend in self.backends:
                 if not getattr(backend, "keeps_manifest", False) or backend.name in skip:
                     continue
@@ -386,8 +391,9 @@ class Committer:
         return view
 
     def close(self) -> None:
-        """Delete what retention could not delete before, where now safe; close every backend."""
-        if self._undeleted:
+        """Store the manifest with this run's records settled, delete what retention could not
+        delete before where now safe, close every backend."""
+        if self._undeleted or self._dirty:
             self._delete_pruned(self.write_manifest())
             for name, path in self._undeleted:
                 log.warning("left %r on %s: retention could not delete it", path, name)

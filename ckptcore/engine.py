@@ -375,8 +375,6 @@ class Checkpointer:
                 except CheckpointSaveError as exc:
                     self._save_failed(exc)
         finally:
-            if self.manifest.entries:
-                self.committer.write_manifest()
             self.committer.close()
             if self._source is not None:
                 self._source[0].close()

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ckptcore.commit import live_runs, load_manifest, validate_manifest
-from ckptcore.store import settle_root
+from ckptcore.store import root_of_manifest, settle_root
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import ConfigError, ForeignManifestError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
@@ -158,9 +158,7 @@ def open_root(
         return opened
     source, manifest = primary, own
     if isinstance(config.resume, str):
-        location = config.resume
-        if location.endswith(".json"):
-            location = location.rsplit("/", 1)[0] if "/" in location else ""
+        location = root_of_manifest(config.resume)
         source = _location_backend(location, config)
         if _same_location(source.locate(MANIFEST_NAME), primary.locate(MANIFEST_NAME)):
             source = primary

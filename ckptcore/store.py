@@ -19,7 +19,7 @@ from ckptcore.manifest import Manifest
 from ckptcore.pending import settle
 from ckptcore.retry import RetryPolicy
 
-__all__ = ["live_runs", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
+__all__ = ["live_runs", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
            "settle_root", "unregister_run"]
 
 log = logging.getLogger("ckptcore")
@@ -78,11 +78,25 @@ def load_manifest(backend: Any, retry: RetryPolicy | None = None) -> Manifest | 
             raise StorageError(f"cannot read {location}: {type(exc).__name__}: {exc}") from exc
         try:
             return Manifest.from_json(data, source=location)
-        except ForeignManifestError:
+        except ManifestError:
             if name == LEGACY_MANIFEST_NAME:
                 return None  # another tool's manifest.json in the root: not ours, left alone
             raise
     return None
+
+
+def root_of_manifest(location: str) -> str:
+    """The root a manifest path or URL belongs to (``ROOT/.ckptcore/state/manifest.json``, or
+    the old ``ROOT/manifest.json``); any other location is a root already."""
+    trimmed = location.rstrip("/")
+    for name in (MANIFEST_NAME, LEGACY_MANIFEST_NAME):
+        if trimmed == name:
+            return ""
+        if trimmed.endswith("/" + name):
+            return trimmed[: -len(name) - 1]
+    if trimmed.endswith(".json"):
+        return trimmed.rsplit("/", 1)[0] if "/" in trimmed else ""
+    return location
 
 
 def migrate_legacy(backend: Any) -> bool:
