@@ -32,7 +32,8 @@ from ckptcore.digest import digest, stream_digest, tree_digest
 from ckptcore.table import age_seconds, checkpoint_table, human_age, human_size
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
-from ckptcore.store import root_of_manifest
+from ckptcore.pending import accounted
+from ckptcore.store import delete_checkpoints, root_of_manifest
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
 
@@ -115,7 +116,7 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
     except (CkptcoreError, OSError, ValueError, ImportError) as exc:
         raise _fail(f"{root}: {_one_line(exc)}") from exc
     if manifest is None:
-        raise _fail(f"{root}: no {MANIFEST_NAME} here; not a ckptcore checkpoint root")
+        raise _fail(f"{root}: no ckptcore manifest here ({MANIFEST_NAME}); not a ckptcore checkpoint root")
     return Root(root, backend, manifest)
 
 
@@ -167,6 +168,8 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
     size, sha = found
     if entry.sha256 is None:
         return "UNCHECKED", "the manifest records no sha256"
+    if sha != entry.sha256 and accounted(root.manifest, entry.path, sha):
+        return "ok", f"{human_size(size)} (a save in progress: its pending record holds this sha256)"
     if sha != entry.sha256:
         return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
     return "ok", human_size(size)
@@ -296,20 +299,14 @@ def _direction(manifest: Manifest, run: str, mode: str | None) -> str:
 
 
 def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
-    """Write the manifest without ``doomed`` first, then delete their files."""
-    for entry in doomed:
-        root.manifest.remove(entry.path)
+    """Record the deletions in the manifest first, then delete the files (see
+    :func:`ckptcore.store.delete_checkpoints`)."""
     try:
-        root.backend.write_bytes(MANIFEST_NAME, root.manifest.to_json().encode())
+        failed = delete_checkpoints(root.backend, [e.path for e in doomed])
     except OSError as exc:
         raise _fail(f"{root.location}: could not write the manifest, nothing deleted: {_one_line(exc)}") from exc
-    failed = 0
-    for entry in doomed:
-        try:
-            root.backend.delete(entry.path)
-        except OSError as exc:
-            failed += 1
-            typer.echo(f"could not delete {entry.path}: {_one_line(exc)}", err=True)
+    for path, exc in failed:
+        typer.echo(f"could not delete {path}: {_one_line(exc)}", err=True)
     if failed:
         raise typer.Exit(1)
 

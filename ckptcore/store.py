@@ -8,6 +8,7 @@ manifest location, across processes the backend's optional ``lock()`` hook (a lo
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from datetime import datetime, timezone
@@ -15,11 +16,11 @@ from typing import Any, Callable, ContextManager, Iterator
 
 from ckptcore.errors import ForeignManifestError, ManifestError, StorageError
 from ckptcore.layout import LEGACY_MANIFEST_NAME, MANIFEST_NAME
-from ckptcore.manifest import Manifest
-from ckptcore.pending import settle
+from ckptcore.manifest import MANIFEST_FORMAT, Manifest
+from ckptcore.pending import delete_record, settle
 from ckptcore.retry import RetryPolicy
 
-__all__ = ["live_runs", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
+__all__ = ["delete_checkpoints", "live_runs", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
            "settle_root", "unregister_run"]
 
 log = logging.getLogger("ckptcore")
@@ -76,13 +77,20 @@ def load_manifest(backend: Any, retry: RetryPolicy | None = None) -> Manifest | 
             continue  # no root yet, or a file where it would be
         except Exception as exc:  # noqa: BLE001 - a client's own errors (botocore) are not OSErrors
             raise StorageError(f"cannot read {location}: {type(exc).__name__}: {exc}") from exc
-        try:
-            return Manifest.from_json(data, source=location)
-        except ManifestError:
-            if name == LEGACY_MANIFEST_NAME:
-                return None  # another tool's manifest.json in the root: not ours, left alone
-            raise
+        if name == LEGACY_MANIFEST_NAME and not _ours(data):
+            return None  # another tool's manifest.json in the root: not ours, left alone
+        return Manifest.from_json(data, source=location)
     return None
+
+
+def _ours(data: bytes) -> bool:
+    """Whether ``ROOT/manifest.json`` holds a manifest an earlier ckptcore wrote there."""
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(parsed, dict) and parsed.get("format", MANIFEST_FORMAT if "entries" in parsed else None) \
+        == MANIFEST_FORMAT
 
 
 def root_of_manifest(location: str) -> str:
@@ -108,8 +116,9 @@ def migrate_legacy(backend: Any) -> bool:
     """
     try:
         data = backend.read_bytes(LEGACY_MANIFEST_NAME)
-        Manifest.from_json(data, source=backend.locate(LEGACY_MANIFEST_NAME))
-    except (OSError, ManifestError):  # none, unreadable, or another tool's
+    except OSError:
+        return False
+    if not _ours(data):  # another tool's
         return False
     if not backend.exists(MANIFEST_NAME):
         backend.write_bytes(MANIFEST_NAME, data)
@@ -194,3 +203,36 @@ def _finish_deletions(backend: Any, manifest: Manifest, deletions: list) -> None
     if done:
         manifest.pending = [r for r in manifest.pending if all(r is not d for d in done)]
         _store(backend, manifest)
+
+
+def delete_checkpoints(backend: Any, paths: list[str], run_id: str = "") -> list[tuple[str, OSError]]:
+    """Delete listed checkpoints (``ckptcore prune``) so that a kill never leaves one unlisted:
+    under the lock, their entries become delete records; then each is deleted (a local
+    backend moves it into staging's trash first); then the records are dropped. A kill in
+    between leaves records that the next open settles (see :mod:`ckptcore.pending`).
+
+    Returns:
+        ``(path, error)`` for each checkpoint that could not be deleted (its record stays).
+
+    Raises:
+        OSError: The manifest could not be written first (nothing was deleted).
+    """
+    with locked(backend):
+        manifest = load_manifest(backend) or Manifest()
+        doomed = [e for e in manifest.entries if e.path in set(paths)]
+        for entry in doomed:
+            manifest.remove(entry.path)
+            manifest.pending.append(delete_record(entry, run_id))
+        backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
+    failed = []
+    for entry in doomed:
+        try:
+            backend.delete(entry.path)
+        except OSError as exc:
+            failed.append((entry.path, exc))
+    gone = {e.path for e in doomed} - {path for path, _exc in failed}
+    with locked(backend):
+        manifest = load_manifest(backend) or Manifest()
+        manifest.pending = [r for r in manifest.pending if not (r.sha256 is None and r.path in gone)]
+        _store(backend, manifest)
+    return failed
