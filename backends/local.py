@@ -139,7 +139,12 @@ class LocalBackend:
 
     def _check_layout(self) -> None:
         """Make the hidden layout; a root whose layout vanished after :meth:`prepare` was deleted."""
-        if make_layout(self.root) and self._prepared:
+        try:
+            made = make_layout(self.root)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise NotADirectoryError(errno.ENOTDIR, f"cannot create the directory {self.root!r}: "
+                                     f"{_file_in_the_way(self.root or '.')!r} is a file, not a directory") from exc
+        if made and self._prepared:
             self.recreated = True
             log.warning("the checkpoint root %r was deleted while in use; made it again (the "
                         "checkpoints it held are gone and are no longer listed)", self.root or ".")

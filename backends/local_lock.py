@@ -42,9 +42,19 @@ def _lock(path: str) -> FileLock:
 def root_lock(root: str) -> Iterator[None]:
     """Hold the manifest lock of the local ``root`` (made with its state directory if needed)."""
     path = _path(root, LOCK_NAME)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with _lock(path):
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        lock = _lock(path)
+        lock.acquire()
+    except OSError:
+        # A root that cannot be written (read-only, or below a file): nothing to serialise;
+        # what the caller then tries to write fails and is reported there.
         yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _run_path(root: str, run_id: str) -> str:

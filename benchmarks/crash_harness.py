@@ -39,6 +39,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ckptcore.layout import DIR, STAGING_DIR
+
 __all__ = ["MODES", "Summary", "run_mode", "train", "verify"]
 
 MODES = ("core-sync", "core-async", "keras-sync", "keras-async", "keras-native")
@@ -157,10 +159,10 @@ def _load(path: str, models: dict[str, Any]) -> None:
 
 
 def _check_manifest(sub: str) -> list[str]:
-    from ckptcore.digest import digest
-    from ckptcore.manifest import Manifest
+    from ckptcore.audit import unaccounted
+    from ckptcore.manifest import MANIFEST_NAME, Manifest
 
-    path = os.path.join(sub, "manifest.json")
+    path = os.path.join(sub, *MANIFEST_NAME.split("/"))
     if not os.path.exists(path):
         return []
     try:
@@ -168,13 +170,10 @@ def _check_manifest(sub: str) -> list[str]:
             manifest = Manifest.from_json(fh.read(), source=path)
     except ValueError as exc:
         return [f"{path}: {exc}"]
-    problems = []
-    for entry in manifest.entries:
-        full = os.path.join(sub, *entry.path.split("/"))
-        if not os.path.exists(full):
-            problems.append(f"{full}: listed in the manifest but missing")
-        elif digest(full) != (entry.size, entry.sha256):
-            problems.append(f"{full}: size/sha256 differ from the manifest")
+    problems = [f"{os.path.join(sub, *e.path.split('/'))}: listed in the manifest but missing"
+                for e in manifest.entries if not os.path.lexists(os.path.join(sub, *e.path.split("/")))]
+    problems += [f"{os.path.join(sub, *rel.split('/'))}: not accounted for by the manifest (no entry or "
+                 "pending record holds its size/sha256)" for rel in unaccounted(sub)]
     return problems
 
 
@@ -182,18 +181,20 @@ def verify(root: str) -> dict[str, Any]:
     """Load every file under a final name below ``root``; check each manifest against the disk.
 
     Returns:
-        ``{"files": n, "leftovers": m, "problems": [...]}``. Hidden names (``.ckpt-tmp-*`` and
-        other writers' temporary files) are never final names: they are counted, not loaded.
+        ``{"files": n, "leftovers": m, "problems": [...]}``. Hidden names (what a save left in
+        ``.ckptcore/staging``, other writers' temporary files) are never final names: they are
+        counted, not loaded.
     """
     problems: list[str] = []
     files = leftovers = 0
     models: dict[str, Any] = {}
     for dirpath, dirs, names in os.walk(root):
-        leftovers += sum(d.startswith(".") for d in dirs)
+        for own in [d for d in dirs if d == DIR]:  # ckptcore's own: what a save left in staging
+            staging = os.path.join(dirpath, own, *STAGING_DIR.split("/")[1:])
+            leftovers += len(os.listdir(staging)) if os.path.isdir(staging) else 0
+        leftovers += sum(d.startswith(".") and d != DIR for d in dirs)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in names:
-            if name == "manifest.json":
-                continue
             if name.startswith("."):
                 leftovers += 1
                 continue

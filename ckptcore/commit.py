@@ -104,6 +104,7 @@ class Committer:
         # Per backend, the paths its manifest listed when this run last wrote it.
         self._stored: dict[str, set[str]] = {}
         self._dirty = False
+        self._errors: dict[str, str] = {}  # per backend, why its last manifest write failed
         self._location = self.primary.locate(MANIFEST_NAME)
         register_run(self._location, run_id)
         self._claim = self._claim_run()
@@ -166,11 +167,11 @@ class Committer:
         # not the URL. A local primary moved it to ``location``.
         source = staged if os.path.lexists(staged) else location
         try:
-            failures = [f"{name} (manifest not writable)" for name in sorted(down)]
+            failures = [f"{name} (manifest not writable) [{self._errors.get(name, '?')}]" for name in sorted(down)]
             failures += self._replicate(source, relpath, entry, down)
         finally:
             _discard(primary, staged)
-        self._committed(entry, *planned)
+        self._committed(entry, *planned, unsafe=down)
         if failures:
             raise CheckpointSaveError(
                 relpath,
@@ -249,7 +250,7 @@ class Committer:
             if self.primary.name in down:
                 self._withdraw(record, pruned)
                 raise StorageError(f"could not write the manifest on {self.primary.name} before "
-                                   f"committing {entry.path!r}")
+                                   f"committing {entry.path!r}: {self._errors.get(self.primary.name)}")
         return (record, pruned), down
 
     def _withdraw(self, record: PendingRecord, pruned: list[ManifestEntry]) -> None:
@@ -263,7 +264,8 @@ class Committer:
                 self.manifest.entries.append(old)
         self.manifest.entries.sort(key=lambda e: e.created_at)
 
-    def _committed(self, entry: ManifestEntry, record: PendingRecord, pruned: list[ManifestEntry]) -> None:
+    def _committed(self, entry: ManifestEntry, record: PendingRecord, pruned: list[ManifestEntry],
+                   unsafe: set[str]) -> None:
         """The primary holds the checkpoint: list it, then remove what it pruned."""
         with self.lock:
             self.manifest.pending = [r for r in self.manifest.pending if r is not record]
@@ -273,7 +275,7 @@ class Committer:
             if entry.is_best:
                 self._best = entry.monitor_value
             self._undeleted.extend((name, old.path) for old in pruned for name in old.backends)
-        self._delete_pruned(set())
+        self._delete_pruned(unsafe)  # where the manifest was not written, it still lists them
 
     def _replicate(self, location: str, relpath: str, entry: ManifestEntry, down: set[str]) -> list[str]:
         failures = []
@@ -353,6 +355,7 @@ class Committer:
                 except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
                     log.error("could not write the manifest to %s: %s", backend.name, exc)
                     failed.add(backend.name)
+                    self._errors[backend.name] = f"{type(exc).__name__}: {exc}"
         return failed
 
     def _forget_lost(self) -> None:
@@ -390,11 +393,16 @@ class Committer:
                         if r.previous is not None else ())]
         return view
 
-    def close(self) -> None:
-        """Store the manifest with this run's records settled, delete what retention could not
-        delete before where now safe, close every backend."""
+    def flush(self) -> None:
+        """Store the manifest with this run's records settled (when a save changed it since the
+        last write), then delete what retention could not delete before, where now safe."""
         if self._undeleted or self._dirty:
             self._delete_pruned(self.write_manifest())
+
+    def close(self) -> None:
+        """:meth:`flush`, then close every backend."""
+        self.flush()
+        if self._undeleted:
             for name, path in self._undeleted:
                 log.warning("left %r on %s: retention could not delete it", path, name)
         unregister_run(self._location, self.run_id)

@@ -318,7 +318,11 @@ class Checkpointer:
                 self._dispatch(relpath, entry, self.tracker.state_dict())
             except CheckpointSaveError as exc:
                 self._save_failed(exc)
-        self.close() if exiting else self.wait()
+        if exiting:
+            self.close()
+            return
+        self.wait()
+        self.committer.flush()  # the final checkpoint listed now, not at the next open
 
     # -- results ------------------------------------------------------------------------------
     @property

@@ -170,7 +170,7 @@ def settle_root(backend: Any, retry: RetryPolicy | None = None, live: set[str] =
     with locked(backend):
         try:
             migrate_legacy(backend)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - unreachable now: load_manifest says so next
             log.warning("could not move the old manifest of %s: %s", backend.locate(LEGACY_MANIFEST_NAME), exc)
         manifest = load_manifest(backend, retry)
         if manifest is None or not manifest.pending:

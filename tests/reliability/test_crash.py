@@ -1,11 +1,12 @@
 """Crash safety: SIGKILL real training processes while they save, then check what is left.
 
 A bounded run of ``benchmarks/crash_harness.py`` (the benchmark runs the same harness longer):
-every file under a final checkpoint name must load, and every ``manifest.json`` must parse
+every file under a final checkpoint name must load, and every manifest must parse
 and agree with the disk. The harness's own check is tested first, on files it must reject.
 """
 
 from __future__ import annotations
+from ckptcore.manifest import MANIFEST_NAME
 
 import importlib.util
 import json
@@ -50,7 +51,7 @@ def test_the_check_rejects_a_torn_file_and_a_manifest_that_disagrees(tmp_path, c
         assert outcome["files"] == 2 and outcome["leftovers"] == 1
         assert any("w-2.npy" in p and "Error" in p for p in outcome["problems"])
         assert any("w-2.npy" in p and "sha256" in p for p in outcome["problems"])
-        manifest = tmp_path / "every" / "manifest.json"
+        manifest = tmp_path / "every" / MANIFEST_NAME
         manifest.write_text(manifest.read_text()[:-20])
         assert any("manifest.json" in p for p in pool.apply(harness.verify, (str(tmp_path),))["problems"])
 
