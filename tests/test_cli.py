@@ -1,7 +1,6 @@
 """The ``ckptcore`` command on roots written by a real ``Checkpointer`` (NumPy writes)."""
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
 
 import hashlib
 import json
@@ -15,6 +14,7 @@ import pytest
 from s3_server import AWS_TEST_ENV, S3Server
 from typer.testing import CliRunner
 
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import Checkpointer, Manifest
 from ckptcore.cli import app, human_age, human_size
 from ckptcore.digest import digest, tree_digest

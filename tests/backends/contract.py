@@ -14,13 +14,13 @@ files only where ``keeps_manifest``.
 """
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
 
 import hashlib
 import os
 
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import Checkpointer, Manifest
 from ckptcore.backends import Backend
 

@@ -1,8 +1,6 @@
 """The engine over several backends: one failing, retention everywhere, resume and restarts."""
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
-from layout_helpers import visible
 
 import json
 import os
@@ -10,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import visible
 from ckptcore import CheckpointSaveError, Checkpointer, ConfigError, Manifest
 from ckptcore.errors import CheckpointSaveWarning
 from ckptcore.backends import LocalBackend

@@ -2,7 +2,6 @@
 loopback), plus what only URLs have: storage_options, missing buckets, URLs as locations."""
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
 
 import json
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from contract import BackendContract
 
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import CheckpointSaveError, Checkpointer, MissingDependencyError
 from ckptcore.backends import resolve_backend
 

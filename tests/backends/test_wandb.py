@@ -2,8 +2,6 @@
 run's transaction log (the records ``wandb sync`` would upload)."""
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
-from layout_helpers import visible
 
 import os
 import sys
@@ -12,6 +10,8 @@ import pytest
 from contract import BackendContract, info_for
 from wandb_log import finish_and_read, stored_files
 
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import visible
 from ckptcore import Checkpointer, ConfigError, MissingDependencyError
 from ckptcore.backends import resolve_backend
 

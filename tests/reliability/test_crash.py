@@ -6,7 +6,6 @@ and agree with the disk. The harness's own check is tested first, on files it mu
 """
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
 
 import importlib.util
 import json
@@ -20,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:  # the fork server's children import the harness by module name
     sys.path.insert(0, ROOT)
 
+from ckptcore.manifest import MANIFEST_NAME
 from benchmarks import crash_harness as harness  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and a fork server need POSIX")

@@ -5,7 +5,6 @@ epoch, with background saves still in flight.
 """
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
 
 import json
 import os
@@ -18,6 +17,7 @@ import threading
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import Checkpointer
 from ckptcore.digest import digest
 

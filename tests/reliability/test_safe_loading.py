@@ -6,7 +6,6 @@ opens it.
 """
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
 
 import hashlib
 import io
@@ -80,6 +79,7 @@ def test_the_manifest_reader_is_json():
 # -- the Keras load helpers ---------------------------------------------------------------------
 
 keras = pytest.importorskip("keras")
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore.adapters.keras import ModelCheckpoint, load_best, load_latest  # noqa: E402
 from ckptcore.errors import ConfigError, ManifestError  # noqa: E402
 

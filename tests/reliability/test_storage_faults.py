@@ -7,9 +7,6 @@ backends committed is kept; no manifest lists a checkpoint its storage does not 
 """
 
 from __future__ import annotations
-from ckptcore.manifest import MANIFEST_NAME
-from ckptcore.pending import accounted
-from layout_helpers import leftovers
 
 import dataclasses
 import errno
@@ -25,6 +22,9 @@ import warnings
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
+from ckptcore.pending import accounted
+from layout_helpers import leftovers
 from ckptcore import Checkpointer, CheckpointSaveError, Manifest
 from ckptcore.digest import digest
 from ckptcore.errors import CheckpointSaveWarning
