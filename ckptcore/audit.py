@@ -16,7 +16,7 @@ from ckptcore.layout import DIR
 from ckptcore.manifest import Manifest
 from ckptcore.pending import accounted
 
-__all__ = ["checkpoint_paths", "stored_digest", "stored_sha", "unaccounted"]
+__all__ = ["checkpoint_paths", "holds", "stored_digest", "stored_sha", "unaccounted"]
 
 
 def stored_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
@@ -53,6 +53,15 @@ def stored_sha(backend: Any, relpath: str) -> str | None:
     """The sha256 under ``relpath`` (see :func:`stored_digest`); None when nothing is there."""
     found = stored_digest(backend, relpath)
     return None if found is None else found[1]
+
+
+def holds(backend: Any, relpath: str, sha256: str | None) -> bool | None:
+    """Whether ``backend`` holds ``sha256`` under ``relpath`` (after a call that reported a
+    failure, say); None when that cannot be told now."""
+    try:
+        return stored_sha(backend, relpath) == sha256
+    except Exception:  # noqa: BLE001 - unreachable still: unknown
+        return None
 
 
 def checkpoint_paths(root: str, manifest: Manifest | None = None) -> list[str]:

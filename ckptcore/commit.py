@@ -13,10 +13,8 @@ The order is what keeps the manifest true at every instant (see :mod:`ckptcore.p
    moved into staging's trash first). The next manifest write (the next save, or close)
    stores that; a kill before it is settled when the root is next opened.
 
-A save that reached no backend writes the manifest once more, withdrawing its record and
-putting back the checkpoints it would have pruned. Backend calls are retried on transient
-faults (:mod:`ckptcore.retry`); each secondary backend's manifest lists only the checkpoints
-that backend holds.
+A save that reached no backend writes the manifest again without its record. Backend calls
+are retried (:mod:`ckptcore.retry`); a secondary backend's manifest lists what it holds.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import threading
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from ckptcore.audit import stored_sha
+from ckptcore.audit import holds
 from ckptcore.digest import digest
 from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, PendingRecord, merge_manifests
@@ -36,7 +34,9 @@ from ckptcore.modes import Direction
 from ckptcore.pending import delete_record, write_record
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import BackendRetries, RetryPolicy
-from ckptcore.store import live_runs, load_manifest, locked, read_for_merge, register_run, unregister_run
+from ckptcore.store import (
+    claim_run, forget_lost, live_runs, load_manifest, locked, read_for_merge, register_run, unregister_run,
+)
 
 __all__ = ["Committer", "live_runs", "load_manifest", "validate_manifest"]
 
@@ -49,15 +49,6 @@ def _discard(backend: Any, staged: str) -> None:
         backend.discard(staged)
     except OSError as exc:
         log.warning("could not remove the staged copy %r: %s", staged, exc)
-
-
-def _landed(backend: Any, relpath: str, sha256: str | None) -> bool | None:
-    """Whether ``backend`` holds ``sha256`` under ``relpath`` after a call that failed; None
-    when that cannot be told now."""
-    try:
-        return stored_sha(backend, relpath) == sha256
-    except Exception:  # noqa: BLE001 - unreachable still: unknown
-        return None
 
 
 class Committer:
@@ -107,17 +98,7 @@ class Committer:
         self._errors: dict[str, str] = {}  # per backend, why its last manifest write failed
         self._location = self.primary.locate(MANIFEST_NAME)
         register_run(self._location, run_id)
-        self._claim = self._claim_run()
-
-    def _claim_run(self) -> Any:
-        claim = getattr(self.primary, "claim_run", None)
-        if claim is None:
-            return None
-        try:
-            return claim(self.run_id)
-        except Exception as exc:  # noqa: BLE001 - liveness is an aid to settling, not required
-            log.warning("could not mark run %s as open on %s: %s", self.run_id, self.primary.name, exc)
-            return None
+        self._claim = claim_run(self.primary, run_id)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -216,7 +197,7 @@ class Committer:
             return self._calls.call(primary.name, f"committing {relpath!r} on {primary.name}", primary.commit,
                                     staged, relpath, info, policy=policy)
         except Exception as exc:
-            if "://" in primary.locate(relpath) and _landed(primary, relpath, entry.sha256):
+            if "://" in primary.locate(relpath) and holds(primary, relpath, entry.sha256):
                 log.warning("committing %r on %s reported %s, but the checkpoint is there", relpath, primary.name, exc)
                 return primary.locate(relpath)
             raise
@@ -287,7 +268,7 @@ class Committer:
                                  location, relpath, dict(entry.model_dump()))
                 entry.backends.append(backend.name)
             except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
-                if getattr(backend, "keeps_manifest", False) and _landed(backend, relpath, entry.sha256):
+                if getattr(backend, "keeps_manifest", False) and holds(backend, relpath, entry.sha256):
                     log.warning("copying %r to %s reported %s, but the checkpoint is there", relpath, backend.name, exc)
                     entry.backends.append(backend.name)
                     continue
@@ -344,7 +325,8 @@ class Committer:
             tracker, self.manifest.schedule = self._state()
             self.manifest.tracker = {**tracker, "best": self._best if best == "committed" else best} \
                 if "best" in tracker else tracker
-            self._forget_lost()
+            if gone := forget_lost(self.primary, self.manifest):
+                self._undeleted = [(name, path) for name, path in self._undeleted if path not in gone]
             failed, self._dirty = set(), False
             for backend in self.backends:
                 if not getattr(backend, "keeps_manifest", False) or backend.name in skip:
@@ -357,17 +339,6 @@ class Committer:
                     failed.add(backend.name)
                     self._errors[backend.name] = f"{type(exc).__name__}: {exc}"
         return failed
-
-    def _forget_lost(self) -> None:
-        """A local root deleted while in use: its checkpoints are gone; list none of them."""
-        primary = self.primary
-        if getattr(primary, "recreated", False):
-            primary.recreated = False
-            gone = [e.path for e in self.manifest.entries if not primary.exists(e.path)]
-            for path in gone:
-                self.manifest.remove(path)
-            self.manifest.pending = [r for r in self.manifest.pending if r.sha256 is not None and r.path not in gone]
-            self._undeleted = []
 
     def _merge_into(self, backend: Any, view: Manifest) -> None:
         """Read the manifest stored on ``backend``, merge ``view`` into it and write it back."""

@@ -263,9 +263,7 @@ class Checkpointer:
     # -- helpers ------------------------------------------------------------------------------
     def _best_text(self) -> str:
         best = self.tracker.best
-        if best is None:
-            return "inf" if self.mode == "min" else "-inf"
-        return f"{best:.5f}"
+        return ("inf" if self.mode == "min" else "-inf") if best is None else f"{best:.5f}"
 
     def _say(self, message: str) -> None:
         if self.config.verbose > 0:
@@ -318,11 +316,7 @@ class Checkpointer:
                 self._dispatch(relpath, entry, self.tracker.state_dict())
             except CheckpointSaveError as exc:
                 self._save_failed(exc)
-        if exiting:
-            self.close()
-            return
-        self.wait()
-        self.committer.flush()  # the final checkpoint listed now, not at the next open
+        self.close() if exiting else self.wait()
 
     # -- results ------------------------------------------------------------------------------
     @property
@@ -358,13 +352,15 @@ class Checkpointer:
         return None
 
     def wait(self) -> None:
-        """Block until pending background saves are committed; re-raise their failures."""
+        """Block until pending background saves are committed and the stored manifest lists
+        them; re-raise their failures."""
         if self.writer is not None:
             try:
                 with self._guard.deferred():
                     self.writer.wait()
             except CheckpointSaveError as exc:
                 self._save_failed(exc)
+        self.committer.flush()
 
     def close(self) -> None:
         """Finish pending saves, write the final manifest state and release the backends."""

@@ -20,7 +20,7 @@ from ckptcore.manifest import MANIFEST_FORMAT, Manifest
 from ckptcore.pending import delete_record, settle
 from ckptcore.retry import RetryPolicy
 
-__all__ = ["delete_checkpoints", "live_runs", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
+__all__ = ["claim_run", "delete_checkpoints", "forget_lost", "live_runs", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
            "settle_root", "unregister_run"]
 
 log = logging.getLogger("ckptcore")
@@ -39,6 +39,31 @@ def register_run(location: str, run_id: str) -> None:
     """Count ``run_id`` as open on the manifest at ``location`` (see :func:`live_runs`)."""
     with _GUARD:
         _LIVE_RUNS.setdefault(location, set()).add(run_id)
+
+
+def claim_run(backend: Any, run_id: str) -> Any:
+    """Mark ``run_id`` open on ``backend`` (its optional ``claim_run`` hook); the claim, or None."""
+    claim = getattr(backend, "claim_run", None)
+    if claim is None:
+        return None
+    try:
+        return claim(run_id)
+    except Exception as exc:  # noqa: BLE001 - liveness is an aid to settling, not required
+        log.warning("could not mark run %s as open on %s: %s", run_id, backend.name, exc)
+        return None
+
+
+def forget_lost(backend: Any, manifest: Manifest) -> set[str]:
+    """A local root deleted while in use (the backend set ``recreated``): drop the entries and
+    records of the checkpoints that are gone from ``manifest``; return their paths."""
+    if not getattr(backend, "recreated", False):
+        return set()
+    backend.recreated = False
+    gone = {e.path for e in manifest.entries if not backend.exists(e.path)}
+    for path in gone:
+        manifest.remove(path)
+    manifest.pending = [r for r in manifest.pending if r.sha256 is not None or r.path not in gone]
+    return gone
 
 
 def unregister_run(location: str, run_id: str) -> None:
