@@ -35,7 +35,7 @@ from ckptcore.pending import delete_record, write_record
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import BackendRetries, RetryPolicy
 from ckptcore.store import (
-    claim_run, forget_lost, live_runs, load_manifest, locked, read_for_merge, register_run, unregister_run,
+    claim_run, forget_lost, live_runs, load_manifest, merge_write, register_run, unregister_run,
 )
 
 __all__ = ["Committer", "live_runs", "load_manifest", "validate_manifest"]
@@ -342,13 +342,13 @@ class Committer:
 
     def _merge_into(self, backend: Any, view: Manifest) -> None:
         """Read the manifest stored on ``backend``, merge ``view`` into it and write it back."""
-        with locked(backend):
-            stored = read_for_merge(backend, lambda: self._calls.call(
-                backend.name, f"reading the manifest of {backend.name}", backend.read_bytes, MANIFEST_NAME))
-            merged = merge_manifests(view, stored, self.run_id, set())
-            self._calls.call(backend.name, f"writing the manifest to {backend.name}", backend.write_bytes,
-                             MANIFEST_NAME, merged.to_json().encode())
-            self._stored[backend.name] = {e.path for e in merged.entries}
+        call, what = self._calls.call, f"the manifest of {backend.name}"
+        write = backend.write_bytes_if if getattr(backend, "conditional_writes", False) else backend.write_bytes
+        merged = merge_write(
+            backend, lambda stored: merge_manifests(view, stored, self.run_id, set()),
+            read=lambda: call(backend.name, f"reading {what}", backend.read_bytes, MANIFEST_NAME),
+            write=lambda *data: call(backend.name, f"writing {what}", write, MANIFEST_NAME, *data))
+        self._stored[backend.name] = {e.path for e in merged.entries}
         if backend is self.primary:
             # Another run's newer entry now names a path this run wrote: those bytes are not
             # ours any more, so retention must not delete them.

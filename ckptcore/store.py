@@ -20,7 +20,7 @@ from ckptcore.manifest import MANIFEST_FORMAT, Manifest
 from ckptcore.pending import delete_record, settle
 from ckptcore.retry import RetryPolicy
 
-__all__ = ["claim_run", "delete_checkpoints", "forget_lost", "live_runs", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
+__all__ = ["claim_run", "delete_checkpoints", "forget_lost", "live_runs", "merge_write", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
            "settle_root", "unregister_run"]
 
 log = logging.getLogger("ckptcore")
@@ -175,6 +175,36 @@ def read_for_merge(backend: Any, read: Callable[[], bytes]) -> Manifest | None:
         log.error("%s; keeping it as %s before writing this run's manifest", exc, backend.locate(aside))
         backend.write_bytes(aside, data)
         return None
+
+
+#: How often a conditional manifest write is merged again after another writer got in first.
+CONFLICT_TRIES = 10
+
+
+def merge_write(backend: Any, merge: Callable[[Manifest | None], Manifest], read: Callable[[], bytes],
+                write: Callable[..., Any]) -> Manifest:
+    """Read ``backend``'s manifest, ``merge`` into it and write the result, under :func:`locked`.
+
+    On a store with conditional writes (``conditional_writes``: S3) the write lands only if no
+    other writer changed the manifest since it was read (``If-Match`` on its ETag); otherwise
+    it is read and merged again. ``write(data)`` or, there, ``write(data, tag) -> bool``.
+
+    Raises:
+        StorageError: Other writers kept changing it (:data:`CONFLICT_TRIES` merges).
+    """
+    conditional = getattr(backend, "conditional_writes", False)
+    with locked(backend):
+        for _ in range(CONFLICT_TRIES):
+            tag = backend.tag(MANIFEST_NAME) if conditional else None
+            merged = merge(read_for_merge(backend, read))
+            data = merged.to_json().encode()
+            if not conditional:
+                write(data)
+                return merged
+            if write(data, tag):
+                return merged
+            log.info("the manifest of %s changed while merging; merging again", backend.name)
+    raise StorageError(f"{backend.locate(MANIFEST_NAME)}: other writers kept changing it; not written")
 
 
 def _run_gone(backend: Any, live: set[str]) -> Callable[[str], bool]:
