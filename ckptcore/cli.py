@@ -27,13 +27,12 @@ from typing import Annotated, Any, Optional, Sequence
 import typer
 from rich.console import Console
 
-from ckptcore.commit import load_manifest
 from ckptcore.digest import digest, stream_digest, tree_digest
 from ckptcore.table import age_seconds, checkpoint_table, human_age, human_size
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.pending import accounted
-from ckptcore.store import delete_checkpoints, root_of_manifest
+from ckptcore.store import delete_checkpoints, load_settled, root_of_manifest
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
 
@@ -112,7 +111,7 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
     try:
         # A bare local name ("runs") must not be taken for a backend name: say "local".
         backend = resolve_backend(root if is_url else "local", root, **(storage_options or {}))
-        manifest = load_manifest(backend)
+        manifest = load_settled(backend)  # pending records resolved by what is stored (read only)
     except (CkptcoreError, OSError, ValueError, ImportError) as exc:
         raise _fail(f"{root}: {_one_line(exc)}") from exc
     if manifest is None:

@@ -20,7 +20,7 @@ from ckptcore.manifest import MANIFEST_FORMAT, Manifest
 from ckptcore.pending import delete_record, settle
 from ckptcore.retry import RetryPolicy
 
-__all__ = ["claim_run", "delete_checkpoints", "forget_lost", "live_runs", "merge_write", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
+__all__ = ["claim_run", "delete_checkpoints", "forget_lost", "live_runs", "load_settled", "merge_write", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
            "settle_root", "unregister_run"]
 
 log = logging.getLogger("ckptcore")
@@ -130,6 +130,22 @@ def root_of_manifest(location: str) -> str:
     if trimmed.endswith(".json"):
         return trimmed.rsplit("/", 1)[0] if "/" in trimmed else ""
     return location
+
+
+def load_settled(backend: Any, retry: RetryPolicy | None = None) -> Manifest | None:
+    """The manifest as a reader should see it: every pending record settled by what is really
+    stored (in memory only; nothing is written). A save in flight shows as not there yet; one
+    a kill left after its rename shows as listed.
+
+    Raises:
+        ManifestError, StorageError: As :func:`load_manifest`.
+    """
+    from ckptcore.audit import stored_sha
+
+    manifest = load_manifest(backend, retry)
+    if manifest is not None and manifest.pending:
+        settle(manifest, lambda path: stored_sha(backend, path), lambda run: True)
+    return manifest
 
 
 def migrate_legacy(backend: Any) -> bool:

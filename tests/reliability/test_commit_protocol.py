@@ -22,6 +22,7 @@ from ckptcore.audit import unaccounted
 from ckptcore.backends import LocalBackend
 from ckptcore.commit import load_manifest
 from ckptcore.layout import STAGING_DIR
+from ckptcore.store import load_settled
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -113,6 +114,9 @@ def test_a_kill_mid_replace_of_a_fixed_best_never_loses_it(tmp_path, scenario, k
     root = _kill_at(tmp_path, scenario)
     assert unaccounted(root) == [], "at the kill, the manifest accounts for best.npy"
     assert _value(root / "best.npy") == kept
+    # A reader (load_best, ckptcore best) before any run opens the root again sees it too.
+    seen = load_settled(LocalBackend(str(root)))
+    assert seen.best().path == "best.npy" and seen.best().sha256 == _sha(root / "best.npy")
     ck = _reopen(root, "best.npy", save_best_only=True)
     assert ck.best() == str(root / "best.npy"), "best() finds it"
     entry = ck.manifest.get("best.npy")
