@@ -15,6 +15,7 @@ import shutil
 import uuid
 from typing import Any, ClassVar, Iterator
 
+from ckptcore import safepath
 from ckptcore.backends.base import CommitInfo
 from ckptcore.backends.local_layout import ASIDE, TRASH, make_layout, new_slot, recover, remove_tree, sweep
 from ckptcore.backends.local_lock import RunClaim, root_lock, run_alive
@@ -114,8 +115,9 @@ class LocalBackend:
     keeps_manifest: ClassVar[bool] = True
 
     def __init__(self, root: str = "", **_options: Any) -> None:
-        if root.startswith("file://"):
-            root = root[len("file://") :]
+        for scheme in ("file://", "local://"):  # local:///data/x is the local path /data/x
+            if root.startswith(scheme):
+                root = root[len(scheme) :]
         self.root = root
         self._prepared = False
         #: Set when the root's layout had to be made again (the root was deleted in use).
@@ -126,6 +128,14 @@ class LocalBackend:
 
     def locate(self, relpath: str) -> str:
         return self._abs(relpath)
+
+    def locate_for_read(self, relpath: str) -> str:
+        """The path of ``relpath``, once no component below the root is a symbolic link.
+
+        Raises:
+            UnsafePathError: A component below the root is a symbolic link.
+        """
+        return safepath.check_path(self.root, relpath)
 
     def _make_parent(self, final: str) -> None:
         parent = os.path.dirname(final) or "."
@@ -151,11 +161,12 @@ class LocalBackend:
 
     def stage(self, relpath: str) -> str:
         """A fresh ``.ckptcore/staging/<id>/<final name>`` path (the final name last)."""
+        safepath.check_path(self.root, relpath)  # a link below the root is refused now
         self._check_layout()
         return os.path.join(new_slot(self.root), os.path.basename(self._abs(relpath)))
 
     def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:
-        final = self._abs(relpath)
+        final = safepath.check_path(self.root, relpath)
         if not os.path.exists(staged):
             raise FileNotFoundError(f"the writer produced nothing at {staged!r} for {relpath!r}")
         fsync_tree(staged)
@@ -211,8 +222,12 @@ class LocalBackend:
             _remove(staged)
 
     def delete(self, relpath: str) -> None:
-        """Move the checkpoint into a staging slot marked ``trash``, then remove it there."""
-        final = self._abs(relpath)
+        """Move the checkpoint into a staging slot marked ``trash``, then remove it there.
+
+        Never through a link below the root (UnsafePathError); then drop the directories the
+        template made for it ("e3/model"), up to the root, while they are empty.
+        """
+        final = safepath.check_path(self.root, relpath)
         if os.path.lexists(final):
             slot = new_slot(self.root, TRASH, relpath)
             os.replace(final, os.path.join(slot, os.path.basename(final)))
@@ -221,25 +236,16 @@ class LocalBackend:
             except OSError as exc:
                 log.warning("could not remove the deleted %r from %r: %s (removed at the next open)",
                             relpath, slot, exc)
-        # Drop the directories the template made for it ("e3/model"), up to the root, while
-        # they are empty; a directory holding anything else stays.
-        parents = relpath.split("/")[:-1]
-        while parents:
-            try:
-                os.rmdir(self._abs("/".join(parents)))
-            except OSError:
-                break
-            parents.pop()
+        safepath.rmdir_empty_parents(self.root, relpath)
 
     def read_bytes(self, relpath: str) -> bytes:
-        with open(self._abs(relpath), "rb") as fh:
-            return fh.read()
+        return safepath.read_below(self.root, relpath)
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        atomic_write_bytes(self._abs(relpath), data)
+        atomic_write_bytes(safepath.check_path(self.root, relpath), data)
 
     def exists(self, relpath: str) -> bool:
-        return os.path.exists(self._abs(relpath))
+        return safepath.exists_below(self.root, relpath)
 
     def remove_stale_temporaries(self, max_age: float = STALE_AFTER_SECONDS) -> list[str]:
         """Remove saves a killed writer left in ``.ckptcore/staging`` (and stale temporary

@@ -43,14 +43,17 @@ def test_one_failing_backend_is_reported_and_the_others_keep_their_copies(
         tmp_path, memory_url, s3_bucket, s3_options):
     import s3fs
 
-    bad = "s3://ckptcore-no-such-bucket/copy"
+    s3 = s3fs.S3FileSystem(**s3_options)
+    s3.mkdir("ckptcore-gone-bucket")
+    bad = "s3://ckptcore-gone-bucket/copy"
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=Writer(), storage_options=s3_options,
                       backends=[memory_url, f"s3://{s3_bucket}/copy", bad], on_save_error="raise",
                       retries=0)
+    s3.rmdir("ckptcore-gone-bucket")  # deleted while training: the save to it fails
     with pytest.raises(CheckpointSaveError) as info:
         ck.on_epoch_end(0, {"val_loss": 0.5})
     message = str(info.value)
-    assert "'w-1.npy'" in message and "ckptcore-no-such-bucket" in message
+    assert "'w-1.npy'" in message and "ckptcore-gone-bucket" in message
     assert "committed to local, memory, s3" in message
     assert info.value.checkpoint == "w-1.npy"
     ck.close()
