@@ -347,6 +347,7 @@ class Committer:
         merged = merge_write(
             backend, lambda stored: merge_manifests(view, stored, self.run_id, set()),
             read=lambda: call(backend.name, f"reading {what}", backend.read_bytes, MANIFEST_NAME),
+            tag=lambda: call(backend.name, f"reading {what} (its version)", backend.tag, MANIFEST_NAME),
             write=lambda *data: call(backend.name, f"writing {what}", write, MANIFEST_NAME, *data))
         self._stored[backend.name] = {e.path for e in merged.entries}
         if backend is self.primary:

@@ -198,12 +198,13 @@ CONFLICT_TRIES = 10
 
 
 def merge_write(backend: Any, merge: Callable[[Manifest | None], Manifest], read: Callable[[], bytes],
-                write: Callable[..., Any]) -> Manifest:
+                write: Callable[..., Any], tag: Callable[[], str | None] | None = None) -> Manifest:
     """Read ``backend``'s manifest, ``merge`` into it and write the result, under :func:`locked`.
 
     On a store with conditional writes (``conditional_writes``: S3) the write lands only if no
     other writer changed the manifest since it was read (``If-Match`` on its ETag); otherwise
-    it is read and merged again. ``write(data)`` or, there, ``write(data, tag) -> bool``.
+    it is read and merged again. ``write(data)`` or, there, ``write(data, tag) -> bool``;
+    ``tag()`` reads the version tag (default ``backend.tag(MANIFEST_NAME)``).
 
     Raises:
         StorageError: Other writers kept changing it (:data:`CONFLICT_TRIES` merges).
@@ -211,13 +212,13 @@ def merge_write(backend: Any, merge: Callable[[Manifest | None], Manifest], read
     conditional = getattr(backend, "conditional_writes", False)
     with locked(backend):
         for _ in range(CONFLICT_TRIES):
-            tag = backend.tag(MANIFEST_NAME) if conditional else None
+            version = (tag() if tag is not None else backend.tag(MANIFEST_NAME)) if conditional else None
             merged = merge(read_for_merge(backend, read))
             data = merged.to_json().encode()
             if not conditional:
                 write(data)
                 return merged
-            if write(data, tag):
+            if write(data, version):
                 return merged
             log.info("the manifest of %s changed while merging; merging again", backend.name)
     raise StorageError(f"{backend.locate(MANIFEST_NAME)}: other writers kept changing it; not written")

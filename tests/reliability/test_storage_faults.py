@@ -93,7 +93,8 @@ def test_s3_that_stops_and_comes_back_mid_run(tmp_path, s3, caplog):
         assert "failed on s3" in message and "EndpointConnectionError" in message
     # The save's one manifest write comes first: the store is found down there, and the
     # upload is not tried (it would leave a file no manifest of that store accounts for).
-    retried = [r for r in caplog.records if "reading the manifest of s3 failed" in r.getMessage()]
+    retried = [r for r in caplog.records
+               if "reading the manifest of s3" in r.getMessage() and "retrying" in r.getMessage()]
     assert len(retried) == 2, "two retries, then it gave up"
 
     local = _assert_local_agrees(tmp_path)
