@@ -54,6 +54,9 @@ def _discard(backend: Any, staged: str) -> None:
 class Committer:
     """Owns the manifest and runs the commit pipeline; safe to call from the writer thread.
 
+    Attributes:
+        claims_runs: Whether it marks its run open on the root (see :mod:`ckptcore.pending`).
+
     Args:
         backends: Primary backend first, then secondary ones.
         retention: The retention policy.
@@ -64,6 +67,8 @@ class Committer:
         protected: Checkpoint paths retention must never delete.
         retry: How backend calls are retried on transient faults.
     """
+
+    claims_runs = True
 
     def __init__(
         self,
@@ -98,7 +103,7 @@ class Committer:
         self._errors: dict[str, str] = {}  # per backend, why its last manifest write failed
         self._location = self.primary.locate(MANIFEST_NAME)
         register_run(self._location, run_id)
-        self._claim = claim_run(self.primary, run_id)
+        self._claim = claim_run(self.primary, run_id) if self.claims_runs else None
 
     @property
     def retry(self) -> RetryPolicy:

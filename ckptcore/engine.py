@@ -96,7 +96,7 @@ class Checkpointer:
         self._closed = False
         self.is_chief = is_chief(cfg.is_chief)  # only the chief commits (ckptcore.distributed)
         backends = make_backends(self.template, cfg, self.is_chief)
-        opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
+        opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id, self.is_chief)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
         self._source = opened.source

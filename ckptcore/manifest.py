@@ -269,7 +269,8 @@ def merge_manifests(ours: Manifest, stored: Manifest | None, run_id: str, owned:
     states[run_id] = {"tracker": ours.tracker, "schedule": ours.schedule}
     merged.states = states
     theirs = [] if stored is None else [r for r in stored.pending if r.run_id != run_id]
-    merged.pending = [*(r.model_copy() for r in theirs), *(r.model_copy() for r in ours.pending if r.run_id == run_id)]
+    mine_pending = [r for r in ours.pending if r.run_id == run_id]
+    merged.pending = [*(r.model_copy() for r in theirs), *(r.model_copy() for r in mine_pending)]
     latest = merged.latest()
     if latest is not None and latest.run_id != run_id:
         state = states.get(latest.run_id)

@@ -147,6 +147,7 @@ def open_root(
     tracker: BestTracker,
     schedule: SaveSchedule,
     run_id: str | None,
+    settle: bool = True,
 ) -> Opened:
     """Read the primary's manifest; with ``resume``, restore the state it (or the source) holds.
 
@@ -158,7 +159,9 @@ def open_root(
     retry = RetryPolicy(retries=config.retries, backoff=config.retry_backoff)
     # The manifest as a killed run left it, settled: its pending records resolved by what is
     # really stored (see ckptcore.pending).
-    own = settle_root(primary, retry, live_runs(primary.locate(MANIFEST_NAME)))
+    # A worker that is not the chief only reads (settle=False).
+    live = live_runs(primary.locate(MANIFEST_NAME))
+    own = settle_root(primary, retry, live) if settle else load_manifest(primary, retry)
     opened = Opened(own, run_id or new_run_id())
     if not config.resume:
         return opened

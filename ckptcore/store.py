@@ -20,8 +20,11 @@ from ckptcore.manifest import MANIFEST_FORMAT, Manifest
 from ckptcore.pending import delete_record, settle
 from ckptcore.retry import RetryPolicy
 
-__all__ = ["claim_run", "delete_checkpoints", "forget_lost", "live_runs", "load_settled", "merge_write", "root_of_manifest", "load_manifest", "locked", "migrate_legacy", "read_for_merge", "register_run",
-           "settle_root", "unregister_run"]
+__all__ = [
+    "claim_run", "delete_checkpoints", "forget_lost", "live_runs", "load_manifest", "load_settled",
+    "locked", "merge_write", "migrate_legacy", "read_for_merge", "register_run",
+    "root_of_manifest", "settle_root", "unregister_run",
+]
 
 log = logging.getLogger("ckptcore")
 _LOCATION_LOCKS: dict[str, threading.RLock] = {}
