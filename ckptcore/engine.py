@@ -109,8 +109,8 @@ class Checkpointer:
         self.deadline = SaveDeadline(resolve_timeout(cfg.storage_timeout, backends))
         # The committer's lock also guards the tracker state it writes into the manifest;
         # a hung storage call may hold it, so training waits for it within the deadline.
-        self.bests = PendingBests(self.tracker, BoundedLock(self.committer.lock,
-                                                            lambda: self.deadline.lock_timeout(self.writer)))
+        self.bests = PendingBests(self.tracker, BoundedLock(
+            self.committer.lock, lambda: self.deadline.lock_timeout(self.writer), limit=self.deadline.seconds))
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
             self.committer.close()  # releases the backends and this run's id
             raise ConfigError(f"filepath: {problem}")
