@@ -90,7 +90,9 @@ def unaccounted(root: str) -> list[str]:
         from ckptcore.audit import unaccounted as audit  # type: ignore[import-not-found]
     except ImportError:
         return _own_unaccounted(root)
-    return [str(problem) for problem in audit(root)]
+    # ckptcore's own definition decides which; the lines say why, in this module's words.
+    why = {line.split(": ", 1)[0]: line for line in _own_unaccounted(root)}
+    return [why.get(path, f"{path}: under a final name, not accounted for") for path in audit(root)]
 
 
 def _lies(root: str, manifest: Any) -> list[str]:

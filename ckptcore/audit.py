@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 from ckptcore.digest import digest, stream_digest, tree_digest
-from ckptcore.layout import DIR
 from ckptcore.manifest import Manifest
 from ckptcore.pending import accounted
 
@@ -68,7 +67,8 @@ def checkpoint_paths(root: str, manifest: Manifest | None = None) -> list[str]:
     """The relative paths under a local ``root`` that hold checkpoints (or anything else).
 
     A directory is one checkpoint when the manifest names it (or a pending record does), or
-    when it holds files directly; otherwise its contents are listed. ``.ckptcore`` is skipped.
+    when it holds files directly; otherwise its contents are listed. Hidden names (a leading
+    dot: ``.ckptcore``, other tools' files) are never final names and are skipped.
     """
     named = set() if manifest is None else {e.path for e in manifest.entries} | {r.path for r in manifest.pending}
     found = []
@@ -77,8 +77,8 @@ def checkpoint_paths(root: str, manifest: Manifest | None = None) -> list[str]:
         path = os.path.join(root or ".", *rel.split("/")) if rel else (root or ".")
         for name in sorted(os.listdir(path)):
             child = f"{rel}/{name}" if rel else name
-            if not rel and name == DIR:
-                continue
+            if name.startswith("."):
+                continue  # ckptcore's own directory, other tools' hidden files: no final names
             full = os.path.join(path, name)
             if os.path.isdir(full) and not os.path.islink(full) and child not in named and (
                 any(p.startswith(child + "/") for p in named) or not _holds_files(full)
