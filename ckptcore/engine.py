@@ -7,7 +7,6 @@ It decides (schedule, tracker), names (template), hands the write to the commit 
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
@@ -23,6 +22,7 @@ from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
 from ckptcore.tracker import BestTracker, PendingBests
+from ckptcore.warn import warn
 from ckptcore.writer import BackgroundWriter
 
 __all__ = ["Checkpointer"]
@@ -187,7 +187,7 @@ class Checkpointer:
             if not improved:
                 self._say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {self._best_text()}")
                 return None
-        relpath = self.template.render(epoch, batch, logs)
+        relpath = self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
         if improved and self.config.save_best_only:
             self._say(f"\nEpoch {epoch + 1}: {monitor} improved from {self._best_text()} to "
                       f"{value:.5f}, saving model to {self.template.join(relpath)}")
@@ -290,7 +290,7 @@ class Checkpointer:
         storage = cause is None or isinstance(cause, OSError) or is_transient(cause)
         if self.config.on_save_error == "raise" or not storage:
             raise exc
-        warnings.warn(f"{exc}; training goes on", CheckpointSaveWarning, stacklevel=5)
+        warn(f"{exc}; training goes on", CheckpointSaveWarning)
 
     # -- preemption ---------------------------------------------------------------------------
     def _save_on_preemption(self, exiting: bool) -> None:
@@ -305,7 +305,7 @@ class Checkpointer:
         latest = self.manifest.latest(self.run_id)
         if latest is None or (latest.epoch, latest.global_step) != (epoch + 1, self.schedule.batches_run):
             try:
-                relpath = self.template.render(epoch, batch, logs)
+                relpath = self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
             except ValueError as exc:
                 log.warning("save_on_preemption: no final checkpoint, it cannot be named yet: %s", exc)
                 return self.close() if exiting else None

@@ -287,7 +287,7 @@ def test_a_missing_template_key_names_it(tmp_path, npwrite):
     from ckptcore import MissingKeyError
 
     ck = Checkpointer(str(tmp_path / "w-{val_acc:.2f}.npy"), write=npwrite)
-    with pytest.raises(MissingKeyError, match=r"\{val_acc\}.*epoch, loss, val_loss"):
+    with pytest.raises(MissingKeyError, match=r"\{val_acc\}.*epoch, loss, step, val_loss"):
         ck.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.5})
     ck.close()
 
