@@ -134,16 +134,19 @@ class Checkpointer:
         Returns:
             The relative path saved, or None.
         """
+        counted = self.batch_end_due(batch, logs, steps=steps)
+        return None if counted is None else self._maybe_save(self.epoch, counted, logs)
+
+    def batch_end_due(self, batch: int, logs: Mapping[str, Any] | None = None, *,
+                      steps: int | None = None) -> int | None:
+        """Count batches up to index ``batch``; when a save is due, mark it handled and return
+        the batch index counted (bounded by ``steps``), else None. Saves nothing itself."""
         if self._epoch_ended:
             # A loop that calls no on_epoch_begin: this batch starts the next epoch.
             self.on_epoch_begin(self.epoch + 1)
         batch = self.schedule.advance(batch, steps)
         self._last = (self.epoch, batch, dict(logs or {}))
-        if not (self.schedule.batch_due() or self.schedule.time_due()):
-            self._check_background()
-            return None
-        self.schedule.consume()
-        return self._maybe_save(self.epoch, batch, logs)
+        return batch if self._due(self.schedule.batch_due()) else None
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str | None:
         """Report the end of 0-based ``epoch``; saves when the schedule says so.
@@ -151,26 +154,36 @@ class Checkpointer:
         Returns:
             The relative path saved, or None.
         """
+        return self._maybe_save(epoch, None, logs) if self.epoch_end_due(epoch, logs) else None
+
+    def epoch_end_due(self, epoch: int, logs: Mapping[str, Any] | None = None) -> bool:
+        """Record the end of 0-based ``epoch``; whether a save is due (then marked handled)."""
         self.epoch = epoch
         self._epoch_ended = True
         self._last = (epoch, None, dict(logs or {}))
-        if not (self.schedule.epoch_due(epoch) or self.schedule.time_due()):
+        return self._due(self.schedule.epoch_due(epoch))
+
+    def _due(self, scheduled: bool) -> bool:
+        if not (scheduled or self.schedule.time_due()):
             self._check_background()
-            return None
+            return False
         self.schedule.consume()
-        return self._maybe_save(epoch, None, logs)
+        return True
 
     def save(self, epoch: int | None = None, batch: int | None = None,
-             logs: Mapping[str, Any] | None = None) -> str | None:
-        """Save now, outside the schedule (still honouring ``save_best_only``)."""
-        return self._maybe_save(self.epoch if epoch is None else epoch, batch, logs)
+             logs: Mapping[str, Any] | None = None, *, name: str | None = None) -> str | None:
+        """Save now, outside the schedule (still honouring ``save_best_only``), under the
+        template's name or ``name`` (a path relative to the root)."""
+        return self._maybe_save(self.epoch if epoch is None else epoch, batch, logs, name)
 
     # -- the decision -------------------------------------------------------------------------
-    def _maybe_save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+    def _maybe_save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None,
+                    name: str | None = None) -> str | None:
         with self._guard.deferred():  # a SIGTERM now waits until this save is handed over
-            return self._decide(epoch, batch, logs)
+            return self._decide(epoch, batch, logs, name)
 
-    def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+    def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None,
+                name: str | None = None) -> str | None:
         if self._closed:
             raise RuntimeError(
                 f"{self!r} is closed; create a new Checkpointer (resume=True continues this run)"
@@ -187,7 +200,7 @@ class Checkpointer:
             if not improved:
                 self._say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {self._best_text()}")
                 return None
-        relpath = self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
+        relpath = name or self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
         if improved and self.config.save_best_only:
             self._say(f"\nEpoch {epoch + 1}: {monitor} improved from {self._best_text()} to "
                       f"{value:.5f}, saving model to {self.template.join(relpath)}")
