@@ -134,19 +134,19 @@ class Checkpointer:
         Returns:
             The relative path saved, or None.
         """
-        counted = self.batch_end_due(batch, logs, steps=steps)
-        return None if counted is None else self._maybe_save(self.epoch, counted, logs)
+        counted, due = self.batch_end_due(batch, logs, steps=steps)
+        return self._maybe_save(self.epoch, counted, logs) if due else None
 
     def batch_end_due(self, batch: int, logs: Mapping[str, Any] | None = None, *,
-                      steps: int | None = None) -> int | None:
-        """Count batches up to index ``batch``; when a save is due, mark it handled and return
-        the batch index counted (bounded by ``steps``), else None. Saves nothing itself."""
+                      steps: int | None = None) -> tuple[int, bool]:
+        """Count batches up to index ``batch``; return the index counted (bounded by ``steps``)
+        and whether a save is due (then marked handled). Saves nothing itself."""
         if self._epoch_ended:
             # A loop that calls no on_epoch_begin: this batch starts the next epoch.
             self.on_epoch_begin(self.epoch + 1)
         batch = self.schedule.advance(batch, steps)
         self._last = (self.epoch, batch, dict(logs or {}))
-        return batch if self._due(self.schedule.batch_due()) else None
+        return batch, self._due(self.schedule.batch_due())
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str | None:
         """Report the end of 0-based ``epoch``; saves when the schedule says so.

@@ -139,12 +139,10 @@ class KerasCheckpointAPI:
         is the engine's (batches actually run, also with ``steps_per_execution``).
         """
         engine = self._ensure_engine()  # type: ignore[attr-defined]
-        counted = engine.batch_end_due(batch, self._batch_logs, steps=self._steps_per_epoch())  # type: ignore[attr-defined]
+        steps = self._steps_per_epoch()  # type: ignore[attr-defined]
+        self._last_batch_seen, due = engine.batch_end_due(batch, self._batch_logs, steps=steps)
         self._epoch = engine.epoch  # the next one, in a loop that calls no on_epoch_begin
-        if counted is None:
-            return False
-        self._last_batch_seen = counted
-        return True
+        return due
 
     def _save_model(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> None:
         """Save now for 0-based ``epoch`` (and ``batch``, None at an epoch end), honouring
