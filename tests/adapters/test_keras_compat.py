@@ -205,3 +205,37 @@ def test_a_warning_during_fit_points_at_the_fit_call(tmp_path, data, make_model)
         make_model().fit(x, y, batch_size=8, epochs=1, callbacks=[cb], verbose=0)
     [warning] = [w for w in caught if "val_nothing" in str(w.message)]
     assert warning.filename == __file__, (warning.filename, warning.lineno)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a SavedModel export needs TensorFlow")
+def test_wandb_directory_checkpoint_has_wandb_layout_and_loads_from_the_artifact_root(tmp_path, data, make_model,
+                                                                                      monkeypatch):
+    import numpy as np
+    import tensorflow as tf
+    from wandb_log import finish_and_read
+
+    wandb = pytest.importorskip("wandb")
+    from ckptcore.adapters.keras import WandbModelCheckpoint
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    (tmp_path / "wandb-dir").mkdir()
+    run = wandb.init(project="ckptcore-tests", dir=str(tmp_path / "wandb-dir"))
+    try:
+        x, y = data
+        model = make_model()
+        cb = WandbModelCheckpoint(str(tmp_path / "models"), monitor="loss")  # W&B's docs: a SavedModel dir
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[cb], verbose=0)
+    finally:
+        logged = finish_and_read(run)
+    [artifact] = logged
+    assert artifact.metadata["path"] == "models"
+    assert "saved_model.pb" in artifact.files, sorted(artifact.files)  # at the root, not under models/
+    assert not any(name.startswith("models/") for name in artifact.files)
+    # What artifact.download() would give: the files at their artifact paths, in one directory.
+    downloaded = tmp_path / "download"
+    for name, entry in artifact.files.items():
+        target = downloaded / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(open(entry.local_path, "rb").read())
+    restored = tf.saved_model.load(str(downloaded))
+    np.testing.assert_allclose(restored.serve(x).numpy(), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
