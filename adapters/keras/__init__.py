@@ -1,4 +1,4 @@
-"""The Keras 3 adapter: drop-in ``ModelCheckpoint`` and ``WandbModelCheckpoint`` callbacks.
+"""The Keras 3 adapter: drop-in ``ModelCheckpoint``, ``WandbModelCheckpoint`` and ``EarlyStopping``.
 
 Works with the TensorFlow, JAX and PyTorch backends of Keras 3::
 
@@ -22,8 +22,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without keras in
     ) from exc
 
 from ckptcore.adapters.keras.callback import EXTRAS, ModelCheckpoint
+from ckptcore.adapters.keras.early_stopping import EarlyStopping
 from ckptcore.adapters.keras.formats import FORMATS
 from ckptcore.adapters.keras.loading import load_best, load_latest
 from ckptcore.adapters.keras.wandb_callback import WandbModelCheckpoint
 
-__all__ = ["EXTRAS", "FORMATS", "ModelCheckpoint", "WandbModelCheckpoint", "load_best", "load_latest"]
+__all__ = ["EXTRAS", "FORMATS", "EarlyStopping", "ModelCheckpoint", "WandbModelCheckpoint", "load_best", "load_latest"]
