@@ -7,6 +7,7 @@ It decides (schedule, tracker), names (template), hands the write to the commit 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
@@ -17,6 +18,7 @@ from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
 from ckptcore.preemption import PreemptionGuard, preempted_name
+from ckptcore.reporting import Reporter
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.schedule import SaveSchedule
@@ -49,6 +51,8 @@ class Checkpointer:
         snapshot: For ``async_save``: called on the training thread, returns a ``write(path)``
             function bound to a copy of the state, which the background thread then runs.
         printer: Where verbose messages go (default ``print``).
+        noun: What messages call a checkpoint (``"saving checkpoint to ..."``); the Keras
+            callbacks pass ``"model"``, as Keras words it.
         run_id: Continue an earlier engine session (such as a previous ``fit`` of the same
             callback): retention then treats that session's checkpoints as this one's own.
         **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
@@ -66,6 +70,7 @@ class Checkpointer:
         *,
         snapshot: Callable[[], WriteFn] | None = None,
         printer: Callable[[str], None] = print,
+        noun: str = "checkpoint",
         run_id: str | None = None,
         **options: Any,
     ) -> None:
@@ -77,9 +82,11 @@ class Checkpointer:
             raise ConfigError(f"snapshot: got {snapshot!r}; allowed: a callable returning write(path)")
         if not callable(printer):
             raise ConfigError(f"printer: got {printer!r}; allowed: a callable taking one message string")
+        if not isinstance(noun, str) or not noun.strip():
+            raise ConfigError(f"noun: got {noun!r}; allowed: a word such as 'checkpoint' or 'model'")
         self._write = write
         self._snapshot = snapshot
-        self._print = printer
+        self.reporter = Reporter(printer, cfg.verbose, noun)
         self.template = FilepathTemplate(cfg.filepath)
         self.mode = resolve_mode(cfg.monitor, cfg.mode, cfg.mode_hint)
         self.tracker = BestTracker(self.mode, cfg.min_delta, cfg.initial_value_threshold, monitor=cfg.monitor)
@@ -103,6 +110,7 @@ class Checkpointer:
             manifest=opened.manifest, protected=opened.protected,
             retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
+        self.committer.on_deleted = lambda _name, where: self.reporter.deleted(self.epoch + 1, where, self.retention)
         # The committer's lock also guards the tracker state it writes into the manifest.
         self.bests = PendingBests(self.tracker, self.committer.lock)
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
@@ -198,14 +206,11 @@ class Checkpointer:
                 self._monitor.warn_missing(logs)
                 return None
             if not improved:
-                self._say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {self._best_text()}")
+                self.reporter.not_improved(epoch, monitor, self._best_text())
                 return None
         relpath = name or self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
-        if improved and self.config.save_best_only:
-            self._say(f"\nEpoch {epoch + 1}: {monitor} improved from {self._best_text()} to "
-                      f"{value:.5f}, saving model to {self.template.join(relpath)}")
-        else:
-            self._say(f"\nEpoch {epoch + 1}: saving model to {self.template.join(relpath)}")
+        best = (monitor, self._best_text(), value) if improved and self.config.save_best_only else None
+        self.reporter.saving(epoch, self.template.join(relpath), best)
         previous = self.bests.record(value, improved)
         entry = self._entry(relpath, epoch, batch, logs, monitor_value=value, is_best=improved)
         try:
@@ -250,7 +255,10 @@ class Checkpointer:
         try:
             if problem := self.committer.foreign_directory(relpath):
                 raise CheckpointSaveError(relpath, problem) from IsADirectoryError(problem)
-            self.committer.save(relpath, write, entry)
+            start = time.monotonic()
+            with self.reporter.progress(entry.epoch, self.template.join(relpath)):
+                self.committer.save(relpath, write, entry)
+            self.reporter.committed(entry.epoch, self.template.join(relpath), entry.size, time.monotonic() - start)
         except BaseException:
             if entry.is_best and not entry.backends:  # nothing was committed anywhere
                 self.bests.undo(previous)
@@ -275,14 +283,7 @@ class Checkpointer:
 
     # -- helpers ------------------------------------------------------------------------------
     def _best_text(self) -> str:
-        best = self.tracker.best
-        if best is None:
-            return "inf" if self.mode == "min" else "-inf"
-        return f"{best:.5f}"
-
-    def _say(self, message: str) -> None:
-        if self.config.verbose > 0:
-            self._print(message)
+        return self.reporter.best_text(self.tracker.best, self.mode)
 
     def _check_background(self) -> None:
         if self.writer is not None:
@@ -326,7 +327,7 @@ class Checkpointer:
             if there is not None and (there.is_best or there.run_id != self.run_id):
                 relpath = preempted_name(relpath)
             entry = self._entry(relpath, epoch, batch, logs)
-            self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")
+            self.reporter.saving(epoch, self.template.join(relpath), reason="stopping on a signal, ")
             try:
                 self._dispatch(relpath, entry, self.tracker.state_dict())
             except CheckpointSaveError as exc:

@@ -308,6 +308,7 @@ class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
             write=write,
             snapshot=self._snapshot,
             printer=_print_msg,
+            noun="model",  # Keras's wording: "saving model to ..."
             run_id=None if previous is None else previous.run_id,
             **args,
         )
@@ -320,11 +321,6 @@ class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
         engine.on_epoch_begin(self._epoch)
         self._engine, self._engine_open = engine, True
         return engine
-
-    def _finished(self, relpath: str | None, engine: Checkpointer) -> None:
-        if relpath is None or self.verbose <= 0 or engine.writer is not None:
-            return
-        _print_msg(f"\nEpoch {engine.epoch + 1}: finished saving model to {engine.template.join(relpath)}")
 
     def __repr__(self) -> str:
         return (

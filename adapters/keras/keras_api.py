@@ -59,7 +59,7 @@ class FilepathFormatError(MissingKeyError):
 class KerasCheckpointAPI:
     """Keras 3 ``ModelCheckpoint`` names on ckptcore's callback (mixed in before ``Callback``).
 
-    The host class provides ``_ensure_engine()``, ``_finished(relpath, engine)``,
+    The host class provides ``_ensure_engine()``,
     ``_steps_per_epoch()``, ``_engine``, ``_epoch``, ``monitor``, ``mode``, ``filepath`` and
     ``initial_value_threshold``.
     """
@@ -153,12 +153,11 @@ class KerasCheckpointAPI:
         if type(self)._get_file_path is not KerasCheckpointAPI._get_file_path:
             name = self._relative_name(self._get_file_path(epoch, batch, logs))
         try:
-            relpath = engine.save(epoch, batch, logs, name=name)
+            engine.save(epoch, batch, logs, name=name)
         except MissingKeyError as exc:
             if isinstance(exc, FilepathFormatError):
                 raise
             raise FilepathFormatError(self.filepath, exc) from exc  # type: ignore[attr-defined]
-        self._finished(relpath, engine)  # type: ignore[attr-defined]
 
     def _get_file_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str:
         """The full path (or URL) of the checkpoint for 0-based ``epoch`` and ``batch``.

@@ -1,0 +1,123 @@
+"""What the engine says: printed at ``verbose=1``, always logged through the ``ckptcore`` logger.
+
+The decisions keep Keras's wording (``Epoch 3: val_loss improved from 0.41200 to 0.39800,
+saving model to ...``; the generic engine says "checkpoint" where the Keras callbacks say
+"model"). After them, ckptcore says what happened:
+
+- when a save is committed: ``Epoch 3: finished saving model to ckpt/m-03.keras (1.2 MB in
+  0.35 s, 3.4 MB/s)``, also for non-blocking saves, which finish in the background;
+- when retention deletes a checkpoint: ``Epoch 5: deleted ckpt/m-01.keras (retention: keep_last=3)``;
+- while a save or upload runs longer than :attr:`Reporter.slow_after` seconds, every
+  :attr:`Reporter.slow_every` seconds: ``Epoch 3: still saving model to s3://b/m-03.keras (10 s so far)``.
+
+Commits and deletions are logged at INFO, decisions at DEBUG, on the ``ckptcore`` logger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+__all__ = ["Reporter", "human_size"]
+
+log = logging.getLogger("ckptcore")
+
+_UNITS = ("B", "kB", "MB", "GB", "TB")
+
+
+def human_size(size: float) -> str:
+    """``1234567`` -> ``"1.2 MB"`` (powers of 1000, as file managers show sizes)."""
+    for unit in _UNITS:
+        if abs(size) < 1000 or unit == _UNITS[-1]:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Reporter:
+    """The engine's messages.
+
+    Args:
+        printer: Where messages go at ``verbose >= 1``.
+        verbose: 0 (log only) or >= 1 (also print).
+        noun: What a checkpoint is called: ``"checkpoint"``, or ``"model"`` in the Keras callbacks.
+    """
+
+    #: Seconds a save may run before progress is shown.
+    slow_after: float = 5.0
+    #: Seconds between two progress lines.
+    slow_every: float = 10.0
+
+    def __init__(self, printer: Callable[[str], None], verbose: int, noun: str = "checkpoint") -> None:
+        self.printer = printer
+        self.verbose = verbose
+        self.noun = noun
+
+    def say(self, message: str, level: int = logging.INFO) -> None:
+        """Log ``message`` at ``level``; print it too at ``verbose >= 1``."""
+        log.log(level, "%s", message.strip())
+        if self.verbose > 0:
+            self.printer(message)
+
+    # -- decisions (Keras's wording) -----------------------------------------------------------
+    @staticmethod
+    def best_text(best: float | None, mode: str) -> str:
+        """The best so far as Keras prints it; ``inf``/``-inf`` before any."""
+        if best is None:
+            return "inf" if mode == "min" else "-inf"
+        return f"{best:.5f}"
+
+    def not_improved(self, epoch: int, monitor: str, best: str) -> None:
+        """``save_best_only``: the value at 0-based ``epoch`` did not beat the best."""
+        self.say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {best}", logging.DEBUG)
+
+    def saving(self, epoch: int, location: str, improved: tuple[str, str, float] | None = None,
+               reason: str = "") -> None:
+        """A save at 0-based ``epoch`` starts; ``improved`` is ``(monitor, previous best text,
+        value)`` for a new best, ``reason`` a prefix such as ``"stopping on a signal, "``."""
+        if improved is not None:
+            monitor, best, value = improved
+            text = f"{monitor} improved from {best} to {value:.5f}, saving {self.noun} to {location}"
+        else:
+            text = f"{reason}saving {self.noun} to {location}"
+        self.say(f"\nEpoch {epoch + 1}: {text}", logging.DEBUG)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def committed(self, epoch: int, location: str, size: int | None, seconds: float) -> None:
+        """A save of 1-based ``epoch`` is committed: where, how large, how long it took."""
+        stats = f"{seconds:.2f} s"
+        if size is not None:
+            rate = human_size(size / seconds) + "/s" if seconds > 0 else "instant"
+            stats = f"{human_size(size)} in {stats}, {rate}"
+        self.say(f"\nEpoch {epoch}: finished saving {self.noun} to {location} ({stats})")
+
+    def deleted(self, epoch: int, location: str, policy: Any) -> None:
+        """Retention deleted a checkpoint during 1-based ``epoch``."""
+        rules = ", ".join(f"{name}={getattr(policy, name)}" for name in ("keep_last", "keep_best", "keep_every_n_epochs")
+                          if getattr(policy, name, None) is not None)
+        self.say(f"\nEpoch {epoch}: deleted {location} (retention: {rules or 'pruned'})")
+
+    @contextlib.contextmanager
+    def progress(self, epoch: int, location: str) -> Iterator[None]:
+        """While the body runs past :attr:`slow_after` seconds, say every :attr:`slow_every`
+        seconds that the save of ``location`` (1-based ``epoch``) is still going."""
+        done = threading.Event()
+        start = time.monotonic()
+
+        def watch() -> None:
+            wait = self.slow_after
+            while not done.wait(wait):
+                self.say(f"\nEpoch {epoch}: still saving {self.noun} to {location} "
+                         f"({time.monotonic() - start:.0f} s so far)")
+                wait = self.slow_every
+
+        watcher = threading.Thread(target=watch, name="ckptcore-progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
