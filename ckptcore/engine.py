@@ -7,7 +7,6 @@ It decides (schedule, tracker), names (template), hands the write to the commit 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
@@ -80,10 +79,6 @@ class Checkpointer:
             raise ConfigError(f"write: got {write!r}; allowed: a callable write(path)")
         if snapshot is not None and not callable(snapshot):
             raise ConfigError(f"snapshot: got {snapshot!r}; allowed: a callable returning write(path)")
-        if not callable(printer):
-            raise ConfigError(f"printer: got {printer!r}; allowed: a callable taking one message string")
-        if not isinstance(noun, str) or not noun.strip():
-            raise ConfigError(f"noun: got {noun!r}; allowed: a word such as 'checkpoint' or 'model'")
         self._write = write
         self._snapshot = snapshot
         self.reporter = Reporter(printer, cfg.verbose, noun)
@@ -132,16 +127,9 @@ class Checkpointer:
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None, *,
                            steps: int | None = None) -> str | None:
-        """Report that batches up to 0-based index ``batch`` of this epoch have run.
-
-        Args:
-            batch: The 0-based index of the last batch run.
-            logs: The metrics of that batch.
-            steps: Batches per epoch, when known (see :meth:`SaveSchedule.advance`).
-
-        Returns:
-            The relative path saved, or None.
-        """
+        """Report that batches up to 0-based index ``batch`` of this epoch have run (``logs``: its
+        metrics; ``steps``: batches per epoch, when known, see :meth:`SaveSchedule.advance`);
+        save when the schedule says so and return the relative path saved, or None."""
         counted, due = self.batch_end_due(batch, logs, steps=steps)
         return self._maybe_save(self.epoch, counted, logs) if due else None
 
@@ -157,11 +145,7 @@ class Checkpointer:
         return batch, self._due(self.schedule.batch_due())
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str | None:
-        """Report the end of 0-based ``epoch``; saves when the schedule says so.
-
-        Returns:
-            The relative path saved, or None.
-        """
+        """Report the end of 0-based ``epoch``; save when the schedule says so (return its path)."""
         return self._maybe_save(epoch, None, logs) if self.epoch_end_due(epoch, logs) else None
 
     def epoch_end_due(self, epoch: int, logs: Mapping[str, Any] | None = None) -> bool:
@@ -201,16 +185,17 @@ class Checkpointer:
         monitor = self.config.monitor
         value = self._monitor.read(logs)
         improved = value is not None and self.tracker.is_improvement(value)
+        best = self.reporter.best_text(self.tracker.best, self.mode)
         if self.config.save_best_only:
             if value is None:
                 self._monitor.warn_missing(logs)
                 return None
             if not improved:
-                self.reporter.not_improved(epoch, monitor, self._best_text())
+                self.reporter.not_improved(epoch, monitor, best)
                 return None
         relpath = name or self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
-        best = (monitor, self._best_text(), value) if improved and self.config.save_best_only else None
-        self.reporter.saving(epoch, self.template.join(relpath), best)
+        self.reporter.saving(epoch, self.template.join(relpath),
+                             (monitor, best, value) if improved and self.config.save_best_only else None)
         previous = self.bests.record(value, improved)
         entry = self._entry(relpath, epoch, batch, logs, monitor_value=value, is_best=improved)
         try:
@@ -255,10 +240,8 @@ class Checkpointer:
         try:
             if problem := self.committer.foreign_directory(relpath):
                 raise CheckpointSaveError(relpath, problem) from IsADirectoryError(problem)
-            start = time.monotonic()
-            with self.reporter.progress(entry.epoch, self.template.join(relpath)):
+            with self.reporter.progress(entry.epoch, self.template.join(relpath), size=lambda: entry.size):
                 self.committer.save(relpath, write, entry)
-            self.reporter.committed(entry.epoch, self.template.join(relpath), entry.size, time.monotonic() - start)
         except BaseException:
             if entry.is_best and not entry.backends:  # nothing was committed anywhere
                 self.bests.undo(previous)
@@ -282,9 +265,6 @@ class Checkpointer:
         return self._write
 
     # -- helpers ------------------------------------------------------------------------------
-    def _best_text(self) -> str:
-        return self.reporter.best_text(self.tracker.best, self.mode)
-
     def _check_background(self) -> None:
         if self.writer is not None:
             try:

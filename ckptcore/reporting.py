@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from ckptcore.errors import ConfigError
+
 __all__ = ["Reporter", "human_size"]
 
 log = logging.getLogger("ckptcore")
@@ -44,6 +46,9 @@ class Reporter:
         printer: Where messages go at ``verbose >= 1``.
         verbose: 0 (log only) or >= 1 (also print).
         noun: What a checkpoint is called: ``"checkpoint"``, or ``"model"`` in the Keras callbacks.
+
+    Raises:
+        ConfigError: ``printer`` is not callable or ``noun`` is not a word.
     """
 
     #: Seconds a save may run before progress is shown.
@@ -52,6 +57,10 @@ class Reporter:
     slow_every: float = 10.0
 
     def __init__(self, printer: Callable[[str], None], verbose: int, noun: str = "checkpoint") -> None:
+        if not callable(printer):
+            raise ConfigError(f"printer: got {printer!r}; allowed: a callable taking one message string")
+        if not isinstance(noun, str) or not noun.strip():
+            raise ConfigError(f"noun: got {noun!r}; allowed: a word such as 'checkpoint' or 'model'")
         self.printer = printer
         self.verbose = verbose
         self.noun = noun
@@ -101,9 +110,13 @@ class Reporter:
         self.say(f"\nEpoch {epoch}: deleted {location} (retention: {rules or 'pruned'})")
 
     @contextlib.contextmanager
-    def progress(self, epoch: int, location: str) -> Iterator[None]:
-        """While the body runs past :attr:`slow_after` seconds, say every :attr:`slow_every`
-        seconds that the save of ``location`` (1-based ``epoch``) is still going."""
+    def progress(self, epoch: int, location: str, size: Callable[[], int | None] = lambda: None) -> Iterator[None]:
+        """Time the save of ``location`` (1-based ``epoch``) that the body runs.
+
+        While it runs past :attr:`slow_after` seconds, say every :attr:`slow_every` seconds
+        that it is still going; when it returns, say it is committed (:meth:`committed`, with
+        ``size()`` bytes).
+        """
         done = threading.Event()
         start = time.monotonic()
 
@@ -121,3 +134,4 @@ class Reporter:
         finally:
             done.set()
             watcher.join()
+        self.committed(epoch, location, size(), time.monotonic() - start)
