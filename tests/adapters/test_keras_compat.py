@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -239,3 +240,31 @@ def test_wandb_directory_checkpoint_has_wandb_layout_and_loads_from_the_artifact
         target.write_bytes(open(entry.local_path, "rb").read())
     restored = tf.saved_model.load(str(downloaded))
     np.testing.assert_allclose(restored.serve(x).numpy(), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_step_names_and_every_n_steps_under_fit(tmp_path, data, make_model):
+    x, y = data  # 5 batches per epoch
+    by_epoch = ModelCheckpoint(str(tmp_path / "e" / "m-{step:03d}.weights.h5"), save_weights_only=True, monitor="loss")
+    by_step = ModelCheckpoint(str(tmp_path / "s" / "m-{step:03d}.weights.h5"), save_weights_only=True, monitor="loss",
+                              every_n_steps=4)
+    make_model().fit(x, y, batch_size=8, epochs=2, callbacks=[by_epoch, by_step], verbose=0)
+    assert files(tmp_path / "e") == ["m-005.weights.h5", "m-010.weights.h5"]
+    assert files(tmp_path / "s") == ["m-004.weights.h5", "m-008.weights.h5"]
+    assert by_step.save_freq == 4
+
+
+def test_keras_messages_at_verbose_1(tmp_path, data, make_model, capsys):
+    x, y = data
+    path = tmp_path / "m-{epoch}.keras"
+    cb = ModelCheckpoint(str(path), monitor="loss", verbose=1, keep_last=1)  # non-blocking by default
+    make_model().fit(x, y, batch_size=8, epochs=2, callbacks=[cb], verbose=0)
+    out = capsys.readouterr().out
+    assert f"Epoch 1: saving model to {tmp_path / 'm-1.keras'}" in out  # Keras's wording
+    assert re.search(rf"Epoch 1: finished saving model to {re.escape(str(tmp_path / 'm-1.keras'))} "
+                     r"\([\d.]+ kB in \d+\.\d\d s, [\d.]+ [kMG]?B/s\)", out), out
+    assert f"Epoch 2: deleted {tmp_path / 'm-1.keras'} (retention: keep_last=1)" in out
+
+
+def test_unrecognized_save_freq_is_keras_message(tmp_path):
+    with pytest.raises(ValueError, match=r"^Unrecognized save_freq: invalid\. Expected save_freq are 'epoch' or integer values"):
+        ModelCheckpoint(str(tmp_path / "m.keras"), save_freq="invalid")
