@@ -106,9 +106,13 @@ class KerasCheckpointAPI:
         Unlike Keras 3 (None until the first epoch end), it is known at any time: the direction
         the engine uses, or, before training, the one ``mode`` resolves to now.
         """
+        return monitor_op_for(self._direction())
+
+    def _direction(self) -> str:
+        """``"min"`` or ``"max"``: the engine's, or what ``mode`` resolves to now."""
         if self._engine is not None:
-            return monitor_op_for(self._engine.mode)
-        return monitor_op_for(resolve_mode(self.monitor, self.mode, self._mode_hint()))  # type: ignore[attr-defined]
+            return self._engine.mode
+        return resolve_mode(self.monitor, self.mode, self._mode_hint())  # type: ignore[attr-defined]
 
     def _set_monitor_op(self) -> None:
         """Keras 3 sets ``monitor_op`` here; ckptcore resolves it on each read (nothing to do)."""
@@ -118,7 +122,7 @@ class KerasCheckpointAPI:
         if reference_value is None:
             return True
         delta = self.min_delta
-        if self.monitor_op(0.0, 1.0):  # minimising
+        if self._direction() == "min":
             return bool(monitor_value + delta < reference_value)
         return bool(monitor_value - delta > reference_value)
 
