@@ -1,4 +1,4 @@
-# make demo  - train a small Keras model with ckptcore checkpoints (creates .venv first)
+# make demo  - train a small Keras model with ckptcore checkpoints (installs only what it needs)
 # make test  - run the whole test suite (core, backends, the Keras adapter on three backends)
 # make bench - run the benchmarks and write benchmarks/results/
 # make docs  - build the docs site into site/ (strict: a broken link fails)
@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 PIP    := $(BIN)/python -m pip
 PYTEST := $(BIN)/python -m pytest
 export WANDB_MODE ?= offline
@@ -16,14 +17,24 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: demo test test-core test-keras docs bench clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
 
-demo: $(STAMP)
-	$(BIN)/python docs/examples/demo.py
+# The full development environment: every extra (TensorFlow, JAX, PyTorch, moto, mkdocs ...).
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	@echo "== installing the development environment into $(VENV): every Keras backend, W&B, fsspec, moto, mkdocs (several GB; a few minutes the first time)"
+	$(PIP) install -c constraints.txt -e ".[dev]"
+	touch $(STAMP) $(DEMO_STAMP)
+
+# Only what the demo needs (the demo extra: Keras on JAX, W&B, scikit-learn, the ckptcore command).
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	@echo "== installing what the demo needs into $(VENV): Keras with the JAX backend, W&B, scikit-learn and the ckptcore command (about 850 MB; make test adds the rest)"
+	$(PIP) install -c constraints.txt -e ".[demo]"
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(BIN)/python docs/examples/demo.py
 
 test: test-core test-keras
 

@@ -9,7 +9,7 @@ Object stores have no atomic rename, so a commit works in this order:
 3. the engine writes ``manifest.json`` last: it is the commit marker, so a reader that trusts
    the manifest never sees a checkpoint that is still being uploaded.
 
-Nothing creates buckets: a URL whose bucket does not exist fails, and says so.
+Nothing creates buckets: a URL whose bucket does not exist fails at construction, and says so.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 from typing import Any, ClassVar
 
 from ckptcore.backends.base import BaseBackend, CommitInfo
-from ckptcore.errors import ConfigError, MissingDependencyError, StorageError
+from ckptcore.errors import BucketNotFoundError, ConfigError, MissingDependencyError, StorageError
 
 __all__ = ["FsspecBackend"]
 
@@ -81,6 +81,29 @@ class FsspecBackend(BaseBackend):
         self.fs, path = _url_to_fs(root, merged)
         self._path = path.rstrip("/")
         self.name = root.split("://", 1)[0].lower()
+        self._check_bucket()
+
+    def _check_bucket(self) -> None:
+        """Raise ``BucketNotFoundError`` when the root's bucket is known not to exist.
+
+        Only object stores have buckets (their file systems have ``split_path``). Any answer
+        but "not found" (no permission to look, an unreachable endpoint) is left to the first
+        read of the manifest, which retries and names what failed.
+        """
+        split = getattr(self.fs, "split_path", None)
+        if split is None or not self._path:
+            return
+        bucket = split(self._path)[0]
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError as exc:
+            scheme = self.name
+            raise BucketNotFoundError(
+                f"{self.root}: bucket {bucket!r} does not exist at {scheme}://{bucket}; "
+                "ckptcore creates no buckets: create it, or fix the URL"
+            ) from exc
+        except Exception:  # noqa: BLE001 - permissions, network: reported by the manifest read
+            return
 
     def _full(self, relpath: str) -> str:
         return f"{self._path}/{relpath}" if self._path else relpath

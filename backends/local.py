@@ -9,11 +9,13 @@ import time
 import uuid
 from typing import Any, ClassVar
 
+from ckptcore import safepath
 from ckptcore.backends.base import CommitInfo
+from ckptcore.names import TEMP_MARK
 
 __all__ = ["STALE_AFTER_SECONDS", "LocalBackend", "atomic_write_bytes", "fsync_tree"]
 
-_TMP_MARK = ".ckpt-tmp-"
+_TMP_MARK = TEMP_MARK
 #: A temporary file untouched for this long is left over from a killed writer.
 STALE_AFTER_SECONDS = 600.0
 
@@ -104,8 +106,9 @@ class LocalBackend:
     keeps_manifest: ClassVar[bool] = True
 
     def __init__(self, root: str = "", **_options: Any) -> None:
-        if root.startswith("file://"):
-            root = root[len("file://") :]
+        for scheme in ("file://", "local://"):  # local:///data/x is the local path /data/x
+            if root.startswith(scheme):
+                root = root[len(scheme) :]
         self.root = root
 
     def _abs(self, relpath: str) -> str:
@@ -114,8 +117,16 @@ class LocalBackend:
     def locate(self, relpath: str) -> str:
         return self._abs(relpath)
 
+    def locate_for_read(self, relpath: str) -> str:
+        """The path of ``relpath``, once no component below the root is a symbolic link.
+
+        Raises:
+            UnsafePathError: A component below the root is a symbolic link.
+        """
+        return safepath.check_path(self.root, relpath)
+
     def stage(self, relpath: str) -> str:
-        final = self._abs(relpath)
+        final = safepath.check_path(self.root, relpath)  # makedirs must not create past a link
         parent = os.path.dirname(final) or "."
         try:
             os.makedirs(parent, exist_ok=True)
@@ -127,7 +138,7 @@ class LocalBackend:
         return _temp_name(final)
 
     def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:
-        final = self._abs(relpath)
+        final = safepath.check_path(self.root, relpath)
         if not os.path.exists(staged):
             raise FileNotFoundError(f"the writer produced nothing at {staged!r} for {relpath!r}")
         fsync_tree(staged)
@@ -175,26 +186,19 @@ class LocalBackend:
                     _remove(os.path.join(head, name))
 
     def delete(self, relpath: str) -> None:
-        _remove(self._abs(relpath))
-        # Drop the directories the template made for it ("e3/model"), up to the root, while
-        # they are empty; a directory holding anything else stays.
-        parents = relpath.split("/")[:-1]
-        while parents:
-            try:
-                os.rmdir(self._abs("/".join(parents)))
-            except OSError:
-                break
-            parents.pop()
+        # Never through a link below the root (UnsafePathError); then drop the directories the
+        # template made for it ("e3/model"), up to the root, while they are empty.
+        safepath.remove_below(self.root, relpath)
+        safepath.rmdir_empty_parents(self.root, relpath)
 
     def read_bytes(self, relpath: str) -> bytes:
-        with open(self._abs(relpath), "rb") as fh:
-            return fh.read()
+        return safepath.read_below(self.root, relpath)
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        atomic_write_bytes(self._abs(relpath), data)
+        atomic_write_bytes(safepath.check_path(self.root, relpath), data)
 
     def exists(self, relpath: str) -> bool:
-        return os.path.exists(self._abs(relpath))
+        return safepath.exists_below(self.root, relpath)
 
     def remove_stale_temporaries(self, max_age: float = STALE_AFTER_SECONDS) -> list[str]:
         """Remove temporary files and directories a killed writer left under the root.

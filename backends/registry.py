@@ -4,7 +4,8 @@ How a spec is resolved (:func:`resolve_backend`):
 
 1. a backend object is used as it is;
 2. a URL (``scheme://...``) goes to the backend registered under its scheme: one added with
-   :func:`register_backend`, a built-in (``file://`` is local disk), a third-party backend from
+   :func:`register_backend`, a built-in (``file://`` and ``local://`` are local disk:
+   ``local:///data/x`` is the path ``/data/x``), a third-party backend from
    the entry-point group ``ckptcore.backends`` (read on the first miss, never at import), or
    else the fsspec backend when fsspec knows the scheme (``s3``, ``gs``, ``memory``, ...);
 3. a bare name (``"local"``, ``"wandb"``, a plug-in's name) goes to that backend, built on the

@@ -8,6 +8,7 @@ from ckptcore.config import CheckpointConfig
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
+    BucketNotFoundError,
     CheckpointSaveError,
     CheckpointSaveWarning,
     CkptcoreError,
@@ -19,6 +20,7 @@ from ckptcore.errors import (
     MonitorError,
     StorageError,
     TemplateError,
+    UnsafePathError,
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
@@ -36,6 +38,7 @@ __all__ = [
     "MIN_NAMES",
     "BackendNotFoundError",
     "BackgroundWriter",
+    "BucketNotFoundError",
     "BestTracker",
     "CheckpointConfig",
     "CheckpointSaveError",
@@ -55,6 +58,7 @@ __all__ = [
     "SaveSchedule",
     "StorageError",
     "TemplateError",
+    "UnsafePathError",
     "__version__",
     "resolve_mode",
     "split_root",

@@ -5,13 +5,16 @@ A root is a local directory or any fsspec URL (``s3://bucket/run``, ``memory://r
 optional packages (fsspec, s3fs) are imported only for a URL that needs them::
 
     ckptcore ls runs/a            # a table of every checkpoint
-    ckptcore ls runs/a --json     # the same, as JSON
-    ckptcore best runs/a          # the best checkpoint's path or URL
+    ckptcore ls runs/a --json     # the same, as JSON (every command takes --json)
+    ckptcore best runs/a          # the best checkpoint's path or URL, checked against its sha256
+    ckptcore latest runs/a        # the most recent one's
     ckptcore verify runs/a        # sha256 of every file against the manifest
     ckptcore prune runs/a --keep-last 3 --keep-best 2 --dry-run
+    ckptcore plot runs/a -o runs-a.png   # the monitored metric over the checkpoints
 
-Exit status: 0 on success, 1 when ``verify`` finds a bad or missing file (or ``best`` finds no
-best checkpoint), 2 for a missing root, a root without a manifest or a bad argument.
+Exit status: 0 on success, 1 when ``verify`` finds a bad, missing or unverified (no sha256)
+file (or ``best``/``latest`` finds none, or finds it bad or missing), 2 for a missing root or
+bucket, a root without a manifest or a bad argument.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ import typer
 from rich.console import Console
 
 from ckptcore.commit import load_manifest
-from ckptcore.digest import digest, stream_digest, tree_digest
-from ckptcore.table import age_seconds, checkpoint_table, human_age, human_size
+from ckptcore.digest import stream_digest, tree_digest
+from ckptcore.table import checkpoint_table, entry_row, human_age, human_size
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
+from ckptcore.safepath import digest_below
 
 __all__ = ["Root", "app", "checkpoint_table", "human_age", "human_size", "main", "open_root"]
+
+_MIN_KEEP = 1
 
 _URL_MARK = "://"
 
@@ -48,10 +54,31 @@ app = typer.Typer(
 )
 
 RootArg = Annotated[str, typer.Argument(help="Checkpoint root: a directory or URL holding manifest.json.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+NoVerifyOpt = Annotated[
+    bool, typer.Option("--no-verify", help="Do not check the file against the manifest's sha256.")
+]
 OptionsOpt = Annotated[
     Optional[str],
     typer.Option("--storage-options", help='JSON object for the storage backend, e.g. \'{"anon": true}\'.'),
 ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ckptcore import __version__
+
+        typer.echo(f"ckptcore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Inspect and maintain ckptcore checkpoint roots (a local directory or an fsspec URL)."""
 
 
 # -- opening a root -------------------------------------------------------------------------------
@@ -112,7 +139,8 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
         backend = resolve_backend(root if is_url else "local", root, **(storage_options or {}))
         manifest = load_manifest(backend)
     except (CkptcoreError, OSError, ValueError, ImportError) as exc:
-        raise _fail(f"{root}: {_one_line(exc)}") from exc
+        message = _one_line(exc)  # a BucketNotFoundError names the root itself
+        raise _fail(message if message.startswith(root) else f"{root}: {message}") from exc
     if manifest is None:
         raise _fail(f"{root}: no {MANIFEST_NAME} here; not a ckptcore checkpoint root")
     return Root(root, backend, manifest)
@@ -124,8 +152,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _console() -> Console:
-    # Piped output gets a wide console so that names are never cut; a terminal keeps its width.
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    # Piped output gets a wide console so that names are never cut; a terminal (or COLUMNS)
+    # keeps its width.
+    sized = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(file=sys.stdout, width=None if sized else 200)
 
 
 # -- verifying ------------------------------------------------------------------------------------
@@ -152,11 +182,14 @@ def _remote_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
 
 
 def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
-    """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNCHECKED``."""
+    """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNVERIFIED``.
+
+    A local checkpoint is read without following any symbolic link below the root: a link
+    there (or inside a directory checkpoint) is ``BAD``, never vouched for.
+    """
     try:
         if root.is_local:
-            location = root.backend.locate(entry.path)
-            found = digest(location) if os.path.exists(location) else None
+            found = digest_below(root.backend.root, entry.path)
         else:
             found = _remote_digest(root.backend, entry.path)
     except OSError as exc:
@@ -165,7 +198,7 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
         return "MISSING", "listed in the manifest but not found"
     size, sha = found
     if entry.sha256 is None:
-        return "UNCHECKED", "the manifest records no sha256"
+        return "UNVERIFIED", "the manifest records no sha256, so nothing vouches for these bytes"
     if sha != entry.sha256:
         return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
     return "ok", human_size(size)
@@ -182,42 +215,77 @@ def ls_command(
     opened = open_root(root, _parse_options(storage_options))
     if as_json:
         now = datetime.now(timezone.utc)
-        rows = []
-        for entry in opened.manifest.entries:
-            row = json.loads(Manifest(entries=[entry]).to_json())["entries"][0]
-            row["location"] = opened.backend.locate(entry.path)
-            row["age_seconds"] = age_seconds(entry.created_at, now)
-            rows.append(row)
+        rows = [entry_row(e, opened.backend.locate(e.path), now) for e in opened.manifest.entries]
         typer.echo(json.dumps(rows, indent=2))
         return
     if not opened.manifest.entries:
         typer.echo(f"{root}: the manifest lists no checkpoints")
         return
-    _console().print(checkpoint_table(opened.manifest, title=opened.location))
+    console = _console()
+    console.print(checkpoint_table(opened.manifest, title=opened.location, width=console.width))
 
 
 @app.command("best")
-def best_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
-    """Print the path or URL of the best checkpoint."""
+def best_command(root: RootArg, as_json: JsonOpt = False, no_verify: NoVerifyOpt = False,
+                 storage_options: OptionsOpt = None) -> None:
+    """Print the path or URL of the best checkpoint; exit 1 if it is missing or bad."""
     opened = open_root(root, _parse_options(storage_options))
     entry = opened.manifest.best()
     if entry is None:
         raise _fail(f"{root}: no checkpoint is marked best (was a monitor value logged?)", code=1)
-    typer.echo(opened.backend.locate(entry.path))
+    _show(opened, entry, "best", as_json, not no_verify)
+
+
+@app.command("latest")
+def latest_command(root: RootArg, as_json: JsonOpt = False, no_verify: NoVerifyOpt = False,
+                   storage_options: OptionsOpt = None) -> None:
+    """Print the path or URL of the most recent checkpoint; exit 1 if it is missing or bad."""
+    opened = open_root(root, _parse_options(storage_options))
+    entry = opened.manifest.latest()
+    if entry is None:
+        raise _fail(f"{root}: the manifest lists no checkpoints", code=1)
+    _show(opened, entry, "latest", as_json, not no_verify)
+
+
+def _show(opened: Root, entry: ManifestEntry, which: str, as_json: bool, verify: bool) -> None:
+    """Print one checkpoint's location (or its JSON row); exit 1 when it fails its digest."""
+    status, detail = _check(opened, entry) if verify else ("UNCHECKED", "not checked (--no-verify)")
+    failed = status in ("BAD", "MISSING")
+    location = opened.backend.locate(entry.path)
+    if as_json:
+        row = {**entry_row(entry, location), "status": status.lower(), "detail": detail}
+        typer.echo(json.dumps(row, indent=2))
+    elif not failed:  # a script reading the path gets none when the file is not fit to load
+        typer.echo(location)
+    if failed:
+        raise _fail(f"{opened.location}: the {which} checkpoint {entry.path} is {status}: {detail}", code=1)
+
+
+_FAILED = ("BAD", "MISSING", "UNVERIFIED")
 
 
 @app.command("verify")
-def verify_command(root: RootArg, storage_options: OptionsOpt = None) -> None:
-    """Check every checkpoint against the manifest's sha256; exit 1 if any is bad or missing."""
+def verify_command(root: RootArg, as_json: JsonOpt = False, storage_options: OptionsOpt = None) -> None:
+    """Check every checkpoint against the manifest's sha256; exit 1 if any is bad, missing or
+    has no sha256 to check against (unverified)."""
     opened = open_root(root, _parse_options(storage_options))
     counts: dict[str, int] = {}
+    checked = []
     for entry in opened.manifest.entries:
         status, detail = _check(opened, entry)
         counts[status] = counts.get(status, 0) + 1
-        typer.echo(f"{status:<9} {entry.path}  {detail}", err=status in ("BAD", "MISSING"))
+        checked.append({"path": entry.path, "location": opened.backend.locate(entry.path),
+                        "status": status.lower(), "detail": detail})
+        if not as_json:
+            typer.echo(f"{status:<10} {entry.path}  {detail}", err=status in _FAILED)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no checkpoints"
-    failed = counts.get("BAD", 0) + counts.get("MISSING", 0)
-    typer.echo(f"{root}: {summary}")
+    failed = sum(counts.get(status, 0) for status in _FAILED)
+    if as_json:
+        counted = {s.lower(): n for s, n in counts.items()}
+        report = {"root": root, "ok": not failed, "counts": counted, "checkpoints": checked}
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(f"{root}: {summary}")
     if failed:
         raise typer.Exit(1)
 
@@ -233,29 +301,41 @@ def prune_command(
         None, "--mode", help="min or max; default: the mode the run recorded, else by metric name."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be deleted; delete nothing."),
+    as_json: JsonOpt = False,
     storage_options: OptionsOpt = None,
 ) -> None:
     """Delete checkpoints the manifest lists, beyond the ones kept; the manifest is updated first."""
     if keep_last is None and keep_best is None:
         raise _fail("prune: give --keep-last N and/or --keep-best K (nothing would be pruned)")
-    try:
-        policy = RetentionPolicy(keep_last=keep_last, keep_best=keep_best)
-    except ValueError as exc:
-        raise _fail(f"prune: --{_one_line(exc).replace('_', '-')}") from exc
-    if mode not in (None, "min", "max"):
-        raise _fail(f"prune: --mode: got {mode!r}; allowed: min, max")
+    policy = _policy("prune", keep_last, keep_best, mode)
     opened = open_root(root, _parse_options(storage_options))
     manifest = opened.manifest
     doomed = _select_deletions(policy, manifest, mode)
     verb = "would delete" if dry_run else "deleting"
-    for entry in doomed:
+    for entry in doomed if not as_json else ():
         typer.echo(f"{verb} {opened.backend.locate(entry.path)}")
     kept = len(manifest.entries) - len(doomed)
+    report = {"root": root, "dry_run": dry_run, "deleted": [opened.backend.locate(e.path) for e in doomed],
+              "kept": [e.path for e in manifest.entries if e.path not in {d.path for d in doomed}]}
     if dry_run or not doomed:
-        typer.echo(f"{root}: {len(doomed)} to delete, {kept} kept" + (" (dry run)" if dry_run else ""))
+        done = f"{root}: {len(doomed)} to delete, {kept} kept" + (" (dry run)" if dry_run else "")
+        typer.echo(json.dumps(report, indent=2) if as_json else done)
         return
     _prune(opened, doomed)
-    typer.echo(f"{root}: deleted {len(doomed)}, kept {kept}")
+    typer.echo(json.dumps(report, indent=2) if as_json else f"{root}: deleted {len(doomed)}, kept {kept}")
+
+
+def _policy(command: str, keep_last: int | None, keep_best: int | None, mode: str | None) -> RetentionPolicy:
+    """The retention policy of ``--keep-last``/``--keep-best``; a bad value is a one-line error."""
+    for option, value in (("--keep-last", keep_last), ("--keep-best", keep_best)):
+        if value is not None and value < _MIN_KEEP:
+            raise _fail(f"{command}: {option}: got {value}; {option} must be at least {_MIN_KEEP}")
+    if mode not in (None, "min", "max"):
+        raise _fail(f"{command}: --mode: got {mode!r}; allowed: min, max")
+    try:
+        return RetentionPolicy(keep_last=keep_last, keep_best=keep_best)
+    except ValueError as exc:
+        raise _fail(f"{command}: --{_one_line(exc).replace('_', '-')}") from exc
 
 
 def _select_deletions(policy: RetentionPolicy, manifest: Manifest, mode: str | None) -> list[ManifestEntry]:
@@ -311,6 +391,40 @@ def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
             typer.echo(f"could not delete {entry.path}: {_one_line(exc)}", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("plot")
+def plot_command(
+    root: RootArg,
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", help="The PNG to write; default: <root's name>-checkpoints.png here."
+    ),
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Mark what prune --keep-last N keeps."),
+    keep_best: Optional[int] = typer.Option(None, "--keep-best", help="Mark what prune --keep-best K keeps."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="min or max, as for prune."),
+    as_json: JsonOpt = False,
+    storage_options: OptionsOpt = None,
+) -> None:
+    """Draw the monitored metric over the checkpoints into a PNG, the best ones starred."""
+    from ckptcore.plot import plot_checkpoints
+
+    kept = None
+    if keep_last is not None or keep_best is not None:
+        policy = _policy("plot", keep_last, keep_best, mode)
+    opened = open_root(root, _parse_options(storage_options))
+    if keep_last is not None or keep_best is not None:
+        doomed = {e.path for e in _select_deletions(policy, opened.manifest, mode)}
+        kept = [e.path for e in opened.manifest.entries if e.path not in doomed]
+    name = os.path.basename(root.rstrip("/").split("://")[-1]) or "root"
+    output = output or f"{name}-checkpoints.png"
+    try:
+        drawn = plot_checkpoints(opened.manifest, output, title=opened.location, kept=kept)
+    except (ImportError, ValueError, OSError) as exc:
+        raise _fail(f"{root}: {_one_line(exc)}", code=1 if isinstance(exc, ValueError) else 2) from exc
+    if as_json:
+        typer.echo(json.dumps({"root": root, "output": output, "checkpoints": drawn}, indent=2))
+    else:
+        typer.echo(f"{root}: drew {drawn} checkpoints into {output}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

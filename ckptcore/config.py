@@ -24,6 +24,11 @@ def _number(name: str, value: Any, *, minimum: float | None = None, strict_min: 
             value = float(value)
         except (TypeError, ValueError) as exc:  # a NumPy array of several values, say
             raise ValueError(f"got {value!r} ({type(value).__name__}); allowed: a single number") from exc
+    try:
+        value = float(value)
+    except OverflowError as exc:  # an int too large for a float (10**400)
+        raise ValueError(f"got an int of about {int(int(value).bit_length() * 0.30103) + 1} digits, too "
+                         "large for a float; allowed: a number a float can hold") from exc
     if math.isnan(value):
         raise ValueError(f"got {value!r}; allowed: a number, not NaN")
     if minimum is not None and (value <= minimum if strict_min else value < minimum):

@@ -15,7 +15,10 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     ├── MissingDependencyError(ImportError)
     │                                  an optional dependency is not installed (with install hint)
     └── StorageError(OSError)          a backend failed to commit, read or delete
-        └── CheckpointSaveError        a save failed; names the checkpoint
+        ├── BucketNotFoundError(FileNotFoundError)
+        │                              a URL's bucket does not exist (raised at construction)
+        ├── CheckpointSaveError        a save failed; names the checkpoint
+        └── UnsafePathError            a path below a local root passes through a symbolic link
 
     CheckpointSaveWarning(UserWarning) a save failed and training goes on
                                        (``on_save_error="warn"``); names the checkpoint
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendNotFoundError",
+    "BucketNotFoundError",
     "CheckpointSaveError",
     "CheckpointSaveWarning",
     "CkptcoreError",
@@ -36,6 +40,7 @@ __all__ = [
     "MonitorError",
     "StorageError",
     "TemplateError",
+    "UnsafePathError",
 ]
 
 
@@ -95,6 +100,10 @@ class StorageError(CkptcoreError, OSError):
     """A storage backend failed."""
 
 
+class BucketNotFoundError(StorageError, FileNotFoundError):
+    """The bucket (or container) of a URL root does not exist; ckptcore creates none."""
+
+
 class CheckpointSaveError(StorageError):
     """Saving one checkpoint failed.
 
@@ -117,4 +126,11 @@ class CheckpointSaveWarning(UserWarning):
     """A save failed and training goes on (``on_save_error="warn"``).
 
     The message names the checkpoint and says why; what other backends committed is kept.
+    """
+
+
+class UnsafePathError(StorageError):
+    """A path below a local root passes through (or is) a symbolic link: never followed.
+
+    ``errno`` is ``ELOOP``; ``filename`` is the link found.
     """

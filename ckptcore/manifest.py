@@ -6,9 +6,10 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ckptcore.errors import ForeignManifestError, ManifestError
+from ckptcore.names import component_problem, path_problem, reserved_reason
 
 __all__ = [
     "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests",
@@ -44,15 +45,34 @@ class ManifestEntry(BaseModel):
     run_id: str = Field(default="", description="The engine session that wrote it")
     backends: list[str] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _one_component(cls, value: str) -> str:
+        problem = component_problem(value)
+        if problem is not None:
+            # A name is used as a local file name (a download's, say): it must never be a path.
+            raise ValueError(f"name must be one file or directory name; {problem}")
+        return value
+
     @field_validator("path")
     @classmethod
     def _relative(cls, value: str) -> str:
-        parts = value.split("/")
-        if any(part in ("", ".", "..") for part in parts) or "\\" in value or "\x00" in value:
-            # "" also catches a leading "/"; "." would name the root itself (a delete of it
-            # would remove every checkpoint).
-            raise ValueError(f"path must be relative and stay under the root, naming something below it; got {value!r}")
+        # An empty component also catches a leading "/"; "." would name the root itself (a
+        # delete of it would remove every checkpoint).
+        problem = path_problem(value)
+        if problem is not None:
+            raise ValueError(f"path must be relative and stay under the root, naming something below it; {problem}")
+        reserved = reserved_reason(value)
+        if reserved is not None:
+            # Never a checkpoint: retention or prune would delete ckptcore's own files.
+            raise ValueError(f"path {value!r} is reserved, never a checkpoint: {reserved}")
         return value
+
+    @model_validator(mode="after")
+    def _name_is_the_last_component(self) -> "ManifestEntry":
+        if self.name != self.path.rsplit("/", 1)[-1]:
+            raise ValueError(f"name {self.name!r} must be the last component of path {self.path!r}")
+        return self
 
 
 class Manifest(BaseModel):
@@ -225,9 +245,11 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
+        return None  # too large for a float (and past 4300 digits for JSON): stored as null, as inf is
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     try:
         return _json_safe(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return str(value)

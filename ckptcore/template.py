@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ckptcore.errors import MissingKeyError, TemplateError
+from ckptcore.names import NAME_MAX, RESERVED_DIR, TEMP_MARK, name_bytes, reserved_reason
+from ckptcore.scalars import shown
 
 __all__ = ["COUNTERS", "FilepathTemplate", "split_root"]
 
@@ -24,8 +26,9 @@ COUNTERS: tuple[str, ...] = ("epoch", "batch", "step")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _UNSAFE = re.compile(r"[/\\\x00]")
 _NUMBER = re.compile(r"\d+")
-#: The longest file or directory name most file systems accept, in bytes.
-NAME_MAX = 255
+#: Placeholders whose values are always ints (1-based), so their format specs are checked early.
+_INT_FIELDS = ("epoch", "batch")
+_SLOT = "\x00"  # stands for a placeholder's value in a template's skeleton
 
 
 _NUMBER_VALUE = r"[ +-]*(?:[0-9][0-9_,]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?%?|nan|inf)"
@@ -97,6 +100,45 @@ def _parse(template: str, filepath: str | None = None) -> tuple[_Field, ...]:
     return tuple(fields)
 
 
+def _check_int_specs(fields: tuple[_Field, ...], filepath: str) -> None:
+    """A format spec of ``{epoch}`` or ``{batch}`` must format an int."""
+    for field in fields:
+        if field.name in _INT_FIELDS and field.spec:
+            try:
+                format(1, field.spec)
+            except ValueError as exc:
+                raise TemplateError(
+                    f"filepath: {filepath!r}: the format spec {field.spec!r} of {{{field.name}}} cannot "
+                    f"format {field.name}, an int ({exc}); allowed: an int spec such as "
+                    f"{{{field.name}:04d}} or {{{field.name}:>3}}"
+                ) from exc
+
+
+def _check_names(fields: tuple[_Field, ...], root: str, filepath: str) -> None:
+    """Refuse names no save could write: too long, or reserved for ckptcore's own files."""
+    skeleton = "".join(f.literal + ("" if f.name is None else _SLOT) for f in fields)
+    parts = skeleton.split("/")
+    root_parts = [p for p in (root.split("://", 1)[-1]).split("/") if p]
+    for part in [*root_parts, *parts]:
+        fixed = part.replace(_SLOT, "")
+        if name_bytes(fixed) > NAME_MAX:
+            what = "the name" if _SLOT not in part else "the fixed text of the name"
+            raise TemplateError(
+                f"filepath: {filepath!r}: {what} {fixed[:40]!r}... is {name_bytes(fixed)} bytes long; "
+                f"allowed: names of at most {NAME_MAX} bytes"
+            )
+        if part == RESERVED_DIR or part.startswith(TEMP_MARK):
+            raise TemplateError(
+                f"filepath: {filepath!r} uses the name {fixed!r}: {reserved_reason(part)}; allowed: "
+                f"names that are not {RESERVED_DIR!r} and do not start with {TEMP_MARK!r}"
+            )
+    if _SLOT not in skeleton and reserved_reason(skeleton) is not None:  # manifest.json under the root
+        raise TemplateError(
+            f"filepath: {filepath!r} names {skeleton!r} directly under its root: {reserved_reason(skeleton)}; "
+            "allowed: another name, or a subdirectory"
+        )
+
+
 def _escape(text: str) -> str:
     text = _UNSAFE.sub("_", text)
     return text.replace("..", "__")
@@ -155,6 +197,8 @@ class FilepathTemplate:
                 f"filepath: {filepath!r} climbs out of its root with '..'; allowed: a path that "
                 "stays below the directory before the first placeholder"
             )
+        _check_names(self._fields, self.root, filepath)
+        _check_int_specs(self._fields, filepath)
 
     @property
     def placeholders(self) -> tuple[str, ...]:
@@ -198,9 +242,9 @@ class FilepathTemplate:
             value = values[field.name]
             try:
                 text = format(value, field.spec)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise TemplateError(
-                    f"filepath: cannot format {field.name}={value!r} with spec "
+                    f"filepath: cannot format {field.name}={shown(value)} with spec "
                     f"{field.spec!r}: {exc}"
                 ) from exc
             out.append(_escape(text))
@@ -213,10 +257,19 @@ class FilepathTemplate:
                 f"filepath: {self.filepath!r} renders to {relative!r}, which has an empty, '.' "
                 "or '..' path component; allowed: values that give every component a name"
             )
-        if any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX for part in parts):
+        for part in parts:
+            if name_bytes(part) > NAME_MAX:
+                raise TemplateError(
+                    f"filepath: {self.filepath!r} renders the name {part!r} ({name_bytes(part)} bytes), "
+                    f"longer than {NAME_MAX} bytes, the limit of a file name; allowed: shorter values "
+                    "or format specs"
+                )
+        reserved = reserved_reason(relative)
+        if reserved is None and RESERVED_DIR in parts:
+            reserved = reserved_reason(RESERVED_DIR)
+        if reserved is not None:
             raise TemplateError(
-                f"filepath: {self.filepath!r} renders a name longer than {NAME_MAX} bytes "
-                f"({relative[:60]!r}...); allowed: shorter values or format specs"
+                f"filepath: {self.filepath!r} renders {relative!r}: {reserved}; allowed: other values"
             )
         return relative
 

@@ -14,7 +14,7 @@ import pytest
 from s3_server import AWS_TEST_ENV, S3Server
 from typer.testing import CliRunner
 
-from ckptcore import Checkpointer, Manifest
+from ckptcore import MANIFEST_NAME, Checkpointer, Manifest
 from ckptcore.cli import app, human_age, human_size
 from ckptcore.digest import digest, tree_digest
 
@@ -298,6 +298,185 @@ def test_bad_storage_options_name_the_option(root):
     assert "--storage-options" in result.stderr and "JSON object" in result.stderr
 
 
+# -- best and latest: checked before they are printed --------------------------------------------
+def test_latest_prints_the_most_recent_path(root):
+    result = invoke("latest", root)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == os.path.join(root, "w-06-0.80.npy")
+
+
+@pytest.mark.parametrize("command, path", [("best", "w-04-0.30.npy"), ("latest", "w-06-0.80.npy")])
+@pytest.mark.parametrize("damage", ["corrupt", "delete"])
+def test_best_and_latest_exit_1_on_a_bad_or_missing_file(root, command, path, damage):
+    target = os.path.join(root, path)
+    if damage == "corrupt":
+        with open(target, "r+b") as fh:
+            fh.seek(150)
+            fh.write(b"\x7f")
+    else:
+        os.remove(target)
+    result = invoke(command, root)
+    assert result.exit_code == 1
+    assert result.stdout == ""  # no path for a script to load
+    status = "BAD" if damage == "corrupt" else "MISSING"
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert f"the {command} checkpoint {path} is {status}" in result.stderr
+    unchecked = invoke(command, root, "--no-verify")
+    assert unchecked.exit_code == 0 and unchecked.stdout.strip() == target
+
+
+def test_best_and_latest_json(root):
+    best = json.loads(invoke("best", root, "--json").stdout)
+    assert best["path"] == "w-04-0.30.npy" and best["is_best"] and best["status"] == "ok"
+    assert best["location"] == os.path.join(root, "w-04-0.30.npy")
+    os.remove(os.path.join(root, "w-06-0.80.npy"))
+    result = invoke("latest", root, "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["status"] == "missing"
+
+
+def test_verify_json(root):
+    os.remove(os.path.join(root, "w-05-0.60.npy"))
+    result = invoke("verify", root, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["counts"] == {"ok": 5, "missing": 1}
+    statuses = {c["path"]: c["status"] for c in report["checkpoints"]}
+    assert statuses["w-05-0.60.npy"] == "missing" and statuses["w-01-0.90.npy"] == "ok"
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_prune_json(root, dry_run):
+    args = ["--dry-run"] if dry_run else []
+    result = invoke("prune", root, "--keep-last", "2", "--json", *args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is dry_run
+    assert report["kept"] == ["w-05-0.60.npy", "w-06-0.80.npy"]
+    assert report["deleted"] == [os.path.join(root, f"w-0{e}-{v:.2f}.npy") for e, v in enumerate(LOSSES[:4], 1)]
+    assert os.path.exists(os.path.join(root, "w-01-0.90.npy")) is dry_run
+
+
+@pytest.mark.parametrize("option", ["--keep-last", "--keep-best"])
+@pytest.mark.parametrize("command", ["prune", "plot"])
+def test_keep_options_below_one_are_refused_in_the_options_terms(root, option, command):
+    result = invoke(command, root, option, "0")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"ckptcore: error: {command}: {option}: got 0; {option} must be at least 1"
+
+
+def test_ckptcore_version(root):
+    from ckptcore import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"ckptcore {__version__}"
+
+
+# -- the table: several runs, a narrow terminal ----------------------------------------------------
+@pytest.fixture
+def shared_root(tmp_path) -> str:
+    """Two runs in one root, with names long enough to need cutting at 60 columns."""
+    path = tmp_path / "shared"
+    train(str(path / "digits-long-model-name-{epoch:02d}-{loss:.3f}.npy"))
+    train(str(path / "other-{epoch:02d}-{loss:.3f}.npy"), losses=[0.4, 0.35])
+    return str(path)
+
+
+def _rows(output: str) -> list[str]:
+    return [line for line in output.splitlines() if ".npy" in line or "…" in line]
+
+
+def test_a_root_with_several_runs_gets_a_run_column(shared_root):
+    manifest = read_manifest(shared_root)
+    runs = list(dict.fromkeys(e.run_id for e in manifest.entries))
+    assert len(runs) == 2
+    result = runner.invoke(app, ["ls", shared_root], env={"COLUMNS": "200"})
+    header = next(line for line in result.stdout.splitlines() if "name" in line)
+    assert header.split()[1] == "run"
+    rows = _rows(result.stdout)
+    assert [r.split()[1] for r in rows] == [e.run_id for e in manifest.entries]
+
+
+def test_a_one_run_root_has_no_run_column(root):
+    header = next(line for line in invoke("ls", root).stdout.splitlines() if "name" in line)
+    assert "run" not in header.split()
+
+
+@pytest.mark.parametrize("fixture", ["root", "shared_root"])
+def test_the_table_fits_60_columns_and_cuts_only_names(request, fixture):
+    path = request.getfixturevalue(fixture)
+    manifest = read_manifest(path)
+    result = runner.invoke(app, ["ls", path], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert max(len(line) for line in lines) <= 60, "\n".join(lines)
+    header = next(line for line in lines if " name " in f" {line} ")
+    for column in ("name", "epoch", "step", "loss", "best", "size", "age"):
+        assert column in header.split()
+    rows = [line for line in lines if line.split() and line.split()[-1].endswith(("s", "m"))
+            and "B" in line]
+    assert len(rows) == len(manifest.entries)
+    for row, entry in zip(rows, manifest.entries):
+        cells = row.split()
+        assert f"{entry.monitor_value:.5f}" in cells  # the metric in full
+        assert str(entry.epoch) in cells
+        name = next(c for c in cells if c.endswith(".npy"))
+        head, _, tail = name.partition("…")
+        assert entry.path.startswith(head) and entry.path.endswith(tail)
+    if fixture == "shared_root":
+        runs = list(dict.fromkeys(e.run_id for e in manifest.entries))
+        caption = " ".join(lines[-3:])
+        assert all(run in caption for run in runs)
+
+
+# -- plot -----------------------------------------------------------------------------------------
+def test_plot_draws_a_png_of_the_monitored_metric(root, tmp_path):
+    matplotlib_image = pytest.importorskip("matplotlib.image")
+    out = tmp_path / "loss.png"
+    result = invoke("plot", root, "-o", str(out), "--keep-best", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{root}: drew {len(LOSSES)} checkpoints into {out}"
+    pixels = matplotlib_image.imread(str(out))
+    height, width = pixels.shape[:2]
+    assert width > 600 and height > 250
+    # gold stars for the best checkpoint: pixels near (1, 0.84, 0)
+    gold = ((abs(pixels[..., 0] - 1.0) < 0.05) & (abs(pixels[..., 1] - 0.843) < 0.05) & (pixels[..., 2] < 0.1))
+    assert gold.sum() > 20
+
+
+def test_plot_json_and_default_output_name(root, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    report = json.loads(invoke("plot", root, "--json").stdout)
+    assert report == {"root": root, "output": "run-checkpoints.png", "checkpoints": len(LOSSES)}
+    assert (tmp_path / "run-checkpoints.png").stat().st_size > 1000
+
+
+def test_plot_without_matplotlib_says_what_to_install(root, tmp_path):
+    hide = tmp_path / "hide"
+    (hide / "matplotlib").mkdir(parents=True)
+    (hide / "matplotlib" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n"
+    )
+    code = "import sys; from ckptcore.cli import main; main(sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(hide)}
+    out = subprocess.run([sys.executable, "-c", code, "plot", root, "-o", str(tmp_path / "x.png")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"ckptcore: error: {root}: drawing a plot needs matplotlib, which is not installed; "
+        'install it with: pip install "ckptcore[plot]"'
+    ]
+
+
+def test_plot_of_a_root_without_monitored_values_exits_1(tmp_path):
+    with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: open(p, "wb").write(b"x")) as ck:
+        ck.on_epoch_end(0, {"loss": 1.0})
+    result = invoke("plot", str(tmp_path), "-o", str(tmp_path / "x.png"))
+    assert result.exit_code == 1
+    assert "nothing to plot" in result.stderr
+
+
 # -- formatting helpers ---------------------------------------------------------------------------
 def test_human_size_and_age():
     assert human_size(0) == "0 B" and human_size(1536) == "1.5 KiB" and human_size(3 << 30) == "3.0 GiB"
@@ -418,3 +597,39 @@ def test_console_script_on_s3_with_storage_options(s3_root):
     missing = run("ls", url.replace("/run", "/elsewhere"))
     assert missing.returncode == 2
     assert len(missing.stderr.strip().splitlines()) == 1 and "no manifest.json" in missing.stderr
+
+
+def test_verify_does_not_pass_an_entry_without_a_sha256(root):
+    from ckptcore.backends.local import LocalBackend
+    from ckptcore.commit import load_manifest
+    from ckptcore.manifest import MANIFEST_NAME
+
+    backend = LocalBackend(root)
+    manifest = load_manifest(backend)
+    manifest.entries[1].sha256 = None
+    backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
+    open(os.path.join(root, manifest.entries[1].path), "wb").write(b"garbage")
+    result = invoke("verify", root)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("UNVERIFIED") and manifest.entries[1].path in result.stderr
+    assert "no sha256" in result.stderr and "1 unverified" in result.stdout
+    as_json = invoke("verify", root, "--json")
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["counts"]["unverified"] == 1
+    rows = {row["path"]: row for row in report["checkpoints"]}
+    assert rows[manifest.entries[1].path]["status"] == "unverified"
+    assert sum(row["status"] == "ok" for row in rows.values()) == len(LOSSES) - 1
+    assert all(row["location"].startswith(root) for row in rows.values())
+
+
+def test_a_missing_bucket_is_named_not_a_missing_manifest(s3_root):
+    _url, options = s3_root
+    result = invoke("ls", "s3://ckptcore-no-such-bucket/run", "--storage-options", json.dumps(options))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "ckptcore: error: s3://ckptcore-no-such-bucket/run: bucket 'ckptcore-no-such-bucket' does not "
+        "exist at s3://ckptcore-no-such-bucket; ckptcore creates no buckets: create it, or fix the URL"
+    ]
+    assert MANIFEST_NAME not in result.stderr

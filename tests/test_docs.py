@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import subprocess
@@ -37,9 +38,17 @@ def nav_pages() -> list[str]:
     return pages
 
 
-def test_site_builds_in_strict_mode(tmp_path):
-    result = build(REPO, tmp_path / "site")
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site, built once for the tests that read it."""
+    out = tmp_path_factory.mktemp("docs") / "site"
+    result = build(REPO, out)
     assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def test_site_builds_in_strict_mode(site):
+    tmp_path = site.parent
     for page in nav_pages():
         html = "index.html" if page == "index.md" else f"{page[:-3]}/index.html"
         assert (tmp_path / "site" / html).is_file(), page
@@ -50,10 +59,46 @@ def test_site_builds_in_strict_mode(tmp_path):
     assert "savez" in embedding and "linreg-" in embedding
 
 
+def test_the_api_reference_is_generated_from_the_docstrings(site):
+    api = (site / "api" / "index.html").read_text()
+    from ckptcore.adapters.keras import ModelCheckpoint, load_best
+    from ckptcore.backends.fsspec import FsspecBackend
+
+    for obj in (ModelCheckpoint, load_best, FsspecBackend):
+        first_line = obj.__doc__.strip().splitlines()[0]
+        assert html.escape(first_line.split("``")[0], quote=False) in api, first_line
+    assert ":class:" not in api and "::</p>" not in api  # Sphinx markup of the docstrings
+    for name in ("ckptcore.Checkpointer", "ckptcore.adapters.keras.ModelCheckpoint",
+                 "ckptcore.backends.fsspec.FsspecBackend", "ckptcore.errors.BucketNotFoundError"):
+        assert f'id="{name}"' in api, name
+
+
+def test_the_site_shows_the_version_and_keeps_argument_names_whole(site):
+    from ckptcore import __version__
+
+    index = (site / "index.html").read_text()
+    assert f"ckptcore {__version__}" in index
+    assert "stylesheets/extra.css" in index
+    css = (site / "stylesheets" / "extra.css").read_text()
+    rule = css[css.index("td code"):].split("}")[0]
+    assert "word-break: normal" in rule and "white-space: nowrap" in rule
+
+
+def test_the_repository_is_linked_when_known(tmp_path):
+    env_url = "https://example.org/team/ckptcore"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "CKPTCORE_REPO_URL": env_url + ".git"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f'href="{env_url}"' in (tmp_path / "site" / "index.html").read_text()
+
+
 def test_every_documented_topic_is_in_the_nav():
     pages = nav_pages()
     for page in ("index.md", "quickstart.md", "keras.md", "custom-loops.md", "embedding.md",
-                 "backends.md", "cli.md", "design.md", "benchmarks.md"):
+                 "backends.md", "cli.md", "design.md", "benchmarks.md", "api.md"):
         assert page in pages
         assert (REPO / "docs" / page).is_file(), page
 

@@ -79,6 +79,70 @@ def test_custom_loop_with_callback_list(tmp_path):
     accuracy = float(result.stdout.split("restored model's val_accuracy: ")[1].split()[0])
     assert accuracy == pytest.approx(entries[-1]["monitor_value"], abs=1e-3)
 
+# Runs a script with only the distributions an install line brings importable: any other
+# installed package fails to import, as it would in an environment made by that line alone.
+_ONLY = """
+import importlib.abc, importlib.metadata as md, re, runpy, sys
+from packaging.requirements import Requirement
+extras, extra_dists = set(sys.argv[1].split(",")), sys.argv[2].split(",")
+allowed, todo = set(), [("ckptcore", extras), *((d, set()) for d in extra_dists)]
+while todo:
+    name, wanted = todo.pop()
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if (key, frozenset(wanted)) in allowed:
+        continue
+    allowed.add((key, frozenset(wanted)))
+    for text in md.requires(name) or []:
+        req = Requirement(text)
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted | {""}):
+            try:
+                md.distribution(req.name)
+            except md.PackageNotFoundError:
+                continue
+            todo.append((req.name, set(req.extras)))
+names = {k for k, _ in allowed}
+blocked = {top for top, dists in md.packages_distributions().items()
+           if not any(re.sub(r"[-_.]+", "-", d).lower() in names for d in dists)}
+blocked -= set(sys.stdlib_module_names) | {"_distutils_hack"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in blocked:
+            message = f"No module named {fullname!r} (not installed by the documented line)"
+            raise ModuleNotFoundError(message, name=fullname)
+sys.meta_path.insert(0, Block())
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_custom_loop_runs_with_the_extras_it_documents(tmp_path):
+    doc = (EXAMPLES / "custom_loop.py").read_text()
+    line = next(line.strip() for line in doc.splitlines() if line.strip().startswith("pip install"))
+    words = line.split()
+    extras = words[2].strip("\"'").removeprefix(".[").removesuffix("]")
+    others = words[3:]
+    assert extras == "keras,jax,cli" and others == ["scikit-learn"]
+    run = next(line.strip() for line in doc.splitlines() if "python docs/examples/custom_loop.py" in line)
+    assert run.startswith("KERAS_BACKEND=jax ")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", _ONLY, extras, ",".join(others), str(EXAMPLES / "custom_loop.py"),
+         "--epochs", "2", "--samples", "300", "--out", "ck"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restored model's val_accuracy" in result.stdout
+    assert_manifest_matches_files(tmp_path / "ck")
+
+
+def test_the_import_blocker_blocks_what_the_line_leaves_out(tmp_path):
+    script = tmp_path / "uses_wandb.py"
+    script.write_text("import wandb\n")
+    result = subprocess.run([sys.executable, "-c", _ONLY, "keras,jax", "scikit-learn", str(script)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "not installed by the documented line" in result.stderr
+
+
 def test_demo(tmp_path):
     result = run_example("demo.py", tmp_path, "--epochs", "4", "--samples", "600", "--out", "out")
     root = tmp_path / "out" / "checkpoints"
@@ -112,3 +176,14 @@ def test_demo(tmp_path):
     best_epochs = [n for n, a in enumerate(logged, 1) if "best" in a.aliases]
     assert best_epochs[-1] == best["epoch"]
     assert {a.name for a in logged} == {name} and f"versions of artifact {name!r}" in out
+
+    # The closing hint works as printed, from a fresh shell (no venv on PATH) in the same place.
+    hint = next(line for line in out.splitlines() if line.startswith("try: "))
+    commands = [c.strip() for c in hint.removeprefix("try: ").split("|")]
+    assert [c.split()[-2] for c in commands] == ["ls", "verify"]
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    for command in commands:
+        ran = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=fresh, capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, (command, ran.stderr)
+    assert ran.stdout.count("ok ") == len(entries)  # verify, the last one

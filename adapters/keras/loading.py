@@ -17,7 +17,7 @@ import keras
 
 from ckptcore.commit import load_manifest, validate_manifest
 from ckptcore.digest import digest
-from ckptcore.errors import ConfigError, ManifestError
+from ckptcore.errors import ConfigError, ManifestError, UnsafePathError
 from ckptcore.manifest import MANIFEST_NAME, ManifestEntry
 
 __all__ = ["load_best", "load_latest"]
@@ -63,21 +63,30 @@ def _load(root: Any, which: str, model: Any, custom_objects: Any, compile: bool,
         entry = manifest.best() if which == "best" else manifest.latest()
         if entry is None:
             raise ManifestError(f"{backend.locate(MANIFEST_NAME)}: no {which} checkpoint is recorded")
-        with _local_copy(backend, entry) as path:
+        with _local_copy(backend, entry, entry.size if verify else None) as path:
             if verify and digest(path) != (entry.size, entry.sha256):
                 raise ManifestError(
                     f"{backend.locate(entry.path)}: size or sha256 differs from the manifest; the file "
                     "was changed or damaged after it was saved (pass verify=False to load it anyway)"
                 )
             return _load_file(path, model, custom_objects, compile)
+    except UnsafePathError as exc:
+        raise ManifestError(f"{exc.filename}: refusing to load through a symbolic link below the root") from exc
     finally:
         backend.close()
 
 
 @contextlib.contextmanager
-def _local_copy(backend: Any, entry: ManifestEntry) -> Iterator[str]:
-    """The checkpoint as a local file: in place for a local root, else downloaded for the load."""
-    location = backend.locate(entry.path)
+def _local_copy(backend: Any, entry: ManifestEntry, limit: int | None) -> Iterator[str]:
+    """The checkpoint as a local file: in place for a local root, else downloaded for the load.
+
+    A local one is reached without following a symbolic link below the root. A download goes
+    into a private temporary directory under a name chosen here (``checkpoint`` plus the
+    format's suffix), never under a name the manifest gives, and stops past ``limit`` bytes
+    (the size the manifest records, when verifying).
+    """
+    locate_for_read = getattr(backend, "locate_for_read", None)
+    location = locate_for_read(entry.path) if locate_for_read is not None else backend.locate(entry.path)
     if "://" not in location:
         if os.path.isdir(location):
             raise ConfigError(f"{location!r} is a SavedModel export, not a Keras model; "
@@ -86,12 +95,42 @@ def _local_copy(backend: Any, entry: ManifestEntry) -> Iterator[str]:
         return
     tmpdir = tempfile.mkdtemp(prefix="ckptcore-load-")
     try:
-        path = os.path.join(tmpdir, entry.name)
-        with open(path, "wb") as fh:
-            fh.write(backend.read_bytes(entry.path))
+        path = os.path.join(tmpdir, "checkpoint" + _suffix(entry.name))
+        _download(backend, entry.path, path, limit)
         yield path
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _download(backend: Any, relpath: str, path: str, limit: int | None) -> None:
+    """Copy ``relpath`` to the new local file ``path``, streamed when the backend has a file system."""
+    fs = getattr(backend, "fs", None)
+    with open(path, "xb") as out:
+        if fs is None:
+            chunks: Iterator[bytes] = iter([backend.read_bytes(relpath)])
+        else:
+            src = fs.open(backend.locate(relpath), "rb")
+            chunks = iter(lambda: src.read(1 << 20), b"")
+        total = 0
+        try:
+            for chunk in chunks:
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise ManifestError(f"{backend.locate(relpath)}: larger than the {limit} bytes the manifest "
+                                        "records; the file was changed after it was saved (pass verify=False "
+                                        "to load it anyway)")
+                out.write(chunk)
+        finally:
+            if fs is not None:
+                src.close()
+
+
+def _suffix(name: str) -> str:
+    """The suffix Keras reads the format from: ``.weights.h5``, ``.keras`` or ``.h5``."""
+    for suffix in (".weights.h5", ".keras", ".h5"):
+        if name.endswith(suffix):
+            return suffix
+    raise ConfigError(f"{name!r} is not a Keras checkpoint; allowed: a .keras, .h5 or .weights.h5 file")
 
 
 def _load_file(path: str, model: Any, custom_objects: Any, compile: bool) -> Any:

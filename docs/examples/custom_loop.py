@@ -1,9 +1,11 @@
 """A custom training loop that drives ckptcore's ``ModelCheckpoint`` through ``CallbackList``.
 
 The loop runs batches with ``model.train_on_batch`` (works on the TensorFlow, JAX and PyTorch
-backends of Keras 3) and calls the hooks itself, the way ``model.fit`` would::
+backends of Keras 3) and calls the hooks itself, the way ``model.fit`` would. It needs Keras
+with a backend, scikit-learn (for its digits) and, to look at the result, the ``cli`` extra::
 
-    python docs/examples/custom_loop.py --epochs 5 --out checkpoints/custom
+    pip install ".[keras,jax,cli]" scikit-learn
+    KERAS_BACKEND=jax python docs/examples/custom_loop.py --epochs 5 --out checkpoints/custom
     ckptcore ls checkpoints/custom
 """
 

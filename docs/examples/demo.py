@@ -2,16 +2,22 @@
 
 Every epoch is saved to local disk and logged to an offline W&B run (``WANDB_MODE=offline``
 unless set); retention keeps the three best by validation accuracy. At the end the demo prints
-the checkpoint table (the one ``ckptcore ls`` shows), restores the best checkpoint and reports
-its accuracy on a held-out test set::
+the checkpoint table (the one ``ckptcore ls`` shows), restores the best checkpoint, reports its
+accuracy on a held-out test set and prints the ``ckptcore`` commands to look further::
 
-    python docs/examples/demo.py [--epochs 8] [--out DIR]
+    pip install ".[demo]"          # Keras on JAX, W&B, scikit-learn, the ckptcore command
+    KERAS_BACKEND=jax python docs/examples/demo.py [--epochs 8] [--out DIR]
+
+Any Keras backend works (``make demo`` uses JAX, the smallest to install).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
+import sys
 import tempfile
 import time
 
@@ -96,8 +102,23 @@ def main(argv: list[str] | None = None) -> float:
     _, accuracy = restored.evaluate(x_test, y_test, verbose=0)
     console.print(f"\nrestored the best checkpoint [bold]{os.path.basename(best)}[/]: "
                   f"test accuracy [bold]{accuracy:.3f}[/] ({time.monotonic() - started:.1f}s)")
-    console.print(f"try: ckptcore ls {engine.template.root}  |  ckptcore verify {engine.template.root}")
+    command, root = cli_command(), shlex.quote(engine.template.root)
+    console.print(f"try: {command} ls {root}  |  {command} verify {root}")
     return float(accuracy)
+
+
+def cli_command() -> str:
+    """How to run ``ckptcore`` from a fresh shell in this directory: the bare name when it is on
+    PATH, else the console script next to this Python (``.venv/bin/ckptcore`` after
+    ``make demo``), else ``python -m ckptcore``."""
+    here = os.path.join(os.path.dirname(sys.executable), "ckptcore")
+    found = shutil.which("ckptcore")
+    if found and os.path.exists(here) and os.path.samefile(found, here):
+        return "ckptcore"
+    if os.path.exists(here):
+        relative = os.path.relpath(here)
+        return shlex.quote(relative if not relative.startswith("..") else here)
+    return f"{shlex.quote(sys.executable)} -m ckptcore"
 
 
 if __name__ == "__main__":

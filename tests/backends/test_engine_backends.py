@@ -41,14 +41,17 @@ def test_one_failing_backend_is_reported_and_the_others_keep_their_copies(
         tmp_path, memory_url, s3_bucket, s3_options):
     import s3fs
 
-    bad = "s3://ckptcore-no-such-bucket/copy"
+    s3 = s3fs.S3FileSystem(**s3_options)
+    s3.mkdir("ckptcore-gone-bucket")
+    bad = "s3://ckptcore-gone-bucket/copy"
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=Writer(), storage_options=s3_options,
                       backends=[memory_url, f"s3://{s3_bucket}/copy", bad], on_save_error="raise",
                       retries=0)
+    s3.rmdir("ckptcore-gone-bucket")  # deleted while training: the save to it fails
     with pytest.raises(CheckpointSaveError) as info:
         ck.on_epoch_end(0, {"val_loss": 0.5})
     message = str(info.value)
-    assert "'w-1.npy'" in message and "ckptcore-no-such-bucket" in message
+    assert "'w-1.npy'" in message and "ckptcore-gone-bucket" in message
     assert "committed to local, memory, s3" in message
     assert info.value.checkpoint == "w-1.npy"
     ck.close()
@@ -56,7 +59,6 @@ def test_one_failing_backend_is_reported_and_the_others_keep_their_copies(
     assert ck.manifest.entries[0].backends == ["local", "memory", "s3"]
     assert sorted(os.listdir(tmp_path)) == ["manifest.json", "w-1.npy"]
     assert _names(fsspec.filesystem("memory"), memory_url) == ["manifest.json", "w-1.npy"]
-    s3 = s3fs.S3FileSystem(**s3_options)
     assert _names(s3, f"{s3_bucket}/copy") == ["manifest.json", "w-1.npy"]
     copied = Manifest.from_json(s3.cat_file(f"{s3_bucket}/copy/manifest.json"))
     assert [e.path for e in copied.entries] == ["w-1.npy"]

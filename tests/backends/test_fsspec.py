@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from contract import BackendContract
 
-from ckptcore import CheckpointSaveError, Checkpointer, MissingDependencyError
+from ckptcore import BucketNotFoundError, CheckpointSaveError, Checkpointer, MissingDependencyError
 from ckptcore.backends import resolve_backend
 
 fsspec = pytest.importorskip("fsspec")
@@ -108,13 +108,36 @@ def test_a_checkpointer_on_s3_commits_files_then_the_manifest(s3_bucket, s3_opti
         assert np.load(fh).tolist() == [1.0, 1.0, 1.0]
 
 
-def test_a_bucket_that_does_not_exist_fails_the_save_and_is_not_created(s3_options):
+@pytest.mark.parametrize("make", ["backend", "checkpointer"])
+def test_a_bucket_that_does_not_exist_fails_at_construction_and_is_not_created(s3_options, make):
     import s3fs
 
-    ck = Checkpointer("s3://ckptcore-no-such-bucket/run/w-{epoch}.npy", write=npwrite(1.0),
+    url = "s3://ckptcore-no-such-bucket/run"
+    with pytest.raises(BucketNotFoundError) as info:
+        if make == "backend":
+            FsspecBackend(url, s3_options)
+        else:
+            Checkpointer(url + "/w-{epoch}.npy", write=npwrite(1.0), storage_options=s3_options)
+    assert isinstance(info.value, FileNotFoundError)
+    assert str(info.value).startswith(
+        f"{url}: bucket 'ckptcore-no-such-bucket' does not exist at s3://ckptcore-no-such-bucket"
+    )
+    assert not s3fs.S3FileSystem(**s3_options).exists("ckptcore-no-such-bucket")
+
+
+def test_a_bucket_deleted_after_construction_fails_the_save(s3_server, s3_options):
+    import s3fs
+
+    bucket = s3_server.make_bucket()
+    ck = Checkpointer(f"s3://{bucket}/run/w-{{epoch}}.npy", write=npwrite(1.0),
                       storage_options=s3_options, on_save_error="raise", retries=0)
+    s3fs.S3FileSystem(**s3_options).rmdir(bucket)
     with pytest.raises(CheckpointSaveError, match="w-1.npy") as info:
         ck.on_epoch_end(0, {"val_loss": 1.0})
     assert isinstance(info.value, OSError)
     ck.close()
-    assert not s3fs.S3FileSystem(**s3_options).exists("ckptcore-no-such-bucket")
+    assert not s3fs.S3FileSystem(**s3_options).exists(bucket)
+
+
+def test_a_memory_url_has_no_bucket_to_check(memory_url):
+    assert FsspecBackend(memory_url + "/not/made/yet").exists("manifest.json") is False

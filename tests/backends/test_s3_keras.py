@@ -59,3 +59,10 @@ def test_a_checkpoint_on_s3_round_trips_into_keras(tmp_path, s3_bucket, s3_optio
     for got, want in zip(_weights(restored), _weights(model), strict=True):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_a_missing_bucket_fails_at_construction_not_after_training(s3_options):
+    from ckptcore import BucketNotFoundError
+
+    with pytest.raises(BucketNotFoundError, match="bucket 'no-such-bucket' does not exist"):
+        ModelCheckpoint("s3://no-such-bucket/run/m-{epoch}.keras", storage_options=s3_options)

@@ -20,6 +20,7 @@ from ckptcore import errors
         (errors.MissingDependencyError, ImportError),
         (errors.StorageError, OSError),
         (errors.CheckpointSaveError, OSError),
+        (errors.BucketNotFoundError, FileNotFoundError),
     ],
 )
 def test_every_error_subclasses_a_builtin_and_the_base(cls, builtin):
@@ -34,6 +35,12 @@ def test_messages_are_not_quoted_like_keyerror():
     save = errors.CheckpointSaveError("w-1.npy", "disk full")
     assert str(save) == "checkpoint 'w-1.npy' was not saved: disk full"
     assert save.checkpoint == "w-1.npy"
+
+
+def test_a_missing_bucket_is_a_storage_error_with_its_message():
+    err = errors.BucketNotFoundError("s3://b/run: bucket 'b' does not exist")
+    assert isinstance(err, errors.StorageError)
+    assert str(err) == "s3://b/run: bucket 'b' does not exist"
 
 
 def test_public_names_resolve():

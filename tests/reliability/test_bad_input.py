@@ -24,6 +24,7 @@ from ckptcore import (
     MonitorError,
     TemplateError,
 )
+from ckptcore.names import LEGACY_MANIFEST, RESERVED_DIR, TEMP_MARK
 
 BAD_ARGUMENTS = [
     # (arguments, the argument named, a fragment of the value or rule shown)
@@ -73,6 +74,17 @@ BAD_ARGUMENTS = [
     ({"save_on_preemption": "true"}, "save_on_preemption", "'true'"),
     ({"resume": 3}, "resume", "3"),
     ({"keep_lst": 3}, "keep_lst", "unknown argument"),
+    ({"filepath": "w-{epoch:q}.npy"}, "filepath", "the format spec 'q' of {epoch}"),
+    ({"filepath": "w-{epoch}-{batch:s}.npy"}, "filepath", "the format spec 's' of {batch}"),
+    ({"filepath": "ck/" + "n" * 256 + ".npy"}, "filepath", "260 bytes long; allowed: names of at most 255"),
+    ({"filepath": "ck/" + "n" * 256 + "-{epoch}.npy"}, "filepath", "the fixed text of the name"),
+    ({"filepath": f"ck/{RESERVED_DIR}/m-{{epoch}}.npy"}, "filepath", "ckptcore's own directory"),
+    ({"filepath": f"{RESERVED_DIR}/m.npy"}, "filepath", "ckptcore's own directory"),
+    ({"filepath": f"ck/{TEMP_MARK}m-{{epoch}}.npy"}, "filepath", "temporary files"),
+    ({"filepath": f"ck/{LEGACY_MANIFEST}"}, "filepath", "older versions keep the manifest"),
+    ({"filepath": LEGACY_MANIFEST}, "filepath", "older versions keep the manifest"),
+    ({"initial_value_threshold": 10**400}, "initial_value_threshold", "too large for a float"),
+    ({"min_delta": 10**400}, "min_delta", "too large for a float"),
 ]
 
 
