@@ -27,7 +27,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _UNSAFE = re.compile(r"[/\\\x00]")
 _NUMBER = re.compile(r"\d+")
 #: Placeholders whose values are always ints (1-based), so their format specs are checked early.
-_INT_FIELDS = ("epoch", "batch")
+_INT_FIELDS = COUNTERS
 _SLOT = "\x00"  # stands for a placeholder's value in a template's skeleton
 
 

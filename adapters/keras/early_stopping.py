@@ -283,7 +283,7 @@ def load_entry_weights(model: Any, root: str, entry: ManifestEntry, *,
 
     backend = resolve_backend(root if "://" in root else "local", root, **(storage_options or {}))
     try:
-        with _local_copy(backend, entry) as path:
+        with _local_copy(backend, entry, entry.size) as path:
             if digest(path) != (entry.size, entry.sha256):
                 raise ManifestError(f"{backend.locate(entry.path)}: size or sha256 differs from the manifest; "
                                     "the file was changed or damaged after it was saved; weights not restored")
