@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from ckptcore.errors import ConfigError, MissingKeyError
 from ckptcore.modes import resolve_mode
+from ckptcore.names import path_problem, reserved_reason
 from ckptcore.warn import warn
 
 __all__ = ["FilepathFormatError", "KerasCheckpointAPI", "keras2_arguments", "monitor_op_for"]
@@ -192,12 +193,11 @@ class KerasCheckpointAPI:
         root = engine.template.root.rstrip("/")
         text = str(filepath).replace("\\", "/")
         relative = text[len(root) + 1:] if root and text.startswith(root + "/") else text
-        parts = relative.split("/")
-        if not relative or (root and relative == text) or posixpath.isabs(relative) or any(
-            p in ("", ".", "..") for p in parts
-        ):
+        problem = path_problem(relative) or reserved_reason(relative)
+        if (root and relative == text) or posixpath.isabs(relative) or problem:
             raise ConfigError(
                 f"_get_file_path: got {filepath!r}; allowed: a path below the checkpoint root "
                 f"{engine.template.root or '.'!r} (the directory before the first placeholder)"
+                + (f" ({problem})" if problem else "")
             )
         return relative

@@ -264,3 +264,16 @@ def test_keras_messages_at_verbose_1(tmp_path, data, make_model, capsys):
 def test_unrecognized_save_freq_is_keras_message(tmp_path):
     with pytest.raises(ValueError, match=r"^Unrecognized save_freq: invalid\. Expected save_freq are 'epoch' or integer values"):
         ModelCheckpoint(str(tmp_path / "m.keras"), save_freq="invalid")
+
+
+def test_get_file_path_naming_ckptcore_s_own_files_is_refused(tmp_path, make_model):
+    class Sneaky(ModelCheckpoint):
+        def _get_file_path(self, epoch, batch, logs):
+            return str(tmp_path / ".ckptcore" / "m.keras")
+
+    cb = Sneaky(str(tmp_path / "m-{epoch}.keras"), monitor="loss")
+    cb.set_model(make_model())
+    cb.on_train_begin()
+    with pytest.raises(ConfigError, match=r"_get_file_path: got .*ckptcore's own directory"):
+        cb._save_model(epoch=0, batch=None, logs={"loss": 1.0})
+    cb.on_train_end()
