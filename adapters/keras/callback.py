@@ -133,8 +133,11 @@ class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
         self.mode = config.mode
         self.save_freq = config.save_freq
         self.initial_value_threshold = config.initial_value_threshold
+        # Batch hooks for a batch schedule, an overridden _should_save_on_batch, and {step}
+        # (counted at each batch: a dataset of unknown length reports no steps per epoch).
         self._batch_hooks = (SaveSchedule(config.save_freq, config.every_n_epochs, config.every_seconds).uses_batches
-                             or type(self)._should_save_on_batch is not KerasCheckpointAPI._should_save_on_batch)
+                             or type(self)._should_save_on_batch is not KerasCheckpointAPI._should_save_on_batch
+                             or "step" in FilepathTemplate(self.filepath).placeholders)
         self._check_backend_specs(config)
         if self.save_best_only and isinstance(self.save_freq, int) and self.monitor.startswith("val_"):
             warn(

@@ -277,3 +277,17 @@ def test_get_file_path_naming_ckptcore_s_own_files_is_refused(tmp_path, make_mod
     with pytest.raises(ConfigError, match=r"_get_file_path: got .*ckptcore's own directory"):
         cb._save_model(epoch=0, batch=None, logs={"loss": 1.0})
     cb.on_train_end()
+
+
+def test_step_is_counted_for_a_dataset_of_unknown_length(tmp_path, data, make_model):
+    x, y = data
+
+    def batches():  # a generator: Keras knows no steps per epoch
+        for i in range(5):
+            yield x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8]
+
+    cb = ModelCheckpoint(str(tmp_path / "m-{step}.weights.h5"), save_weights_only=True, monitor="loss")
+    model = make_model()
+    for _ in range(2):
+        model.fit(batches(), epochs=1, callbacks=[cb], verbose=0)
+    assert files(tmp_path) == ["m-10.weights.h5", "m-5.weights.h5"]
