@@ -1,5 +1,6 @@
 # make demo  - train a small Keras model with ckptcore checkpoints (installs only what it needs)
-# make test  - run the whole test suite (core, backends, the Keras adapter on three backends)
+# make test  - run the whole test suite (core, backends, the Keras adapter on three backends,
+#              multi-worker jobs)
 # make bench - run the benchmarks and write benchmarks/results/
 # make docs  - build the docs site into site/ (strict: a broken link fails)
 
@@ -15,7 +16,7 @@ export WANDB_SILENT ?= true
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-core test-keras docs bench clean
+.PHONY: demo test test-core test-keras test-distributed docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +37,15 @@ $(DEMO_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 demo: $(DEMO_STAMP)
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(BIN)/python docs/examples/demo.py
 
-test: test-core test-keras
+test: test-core test-keras test-distributed
 
 test-core: $(STAMP)
-	$(PYTEST) tests --ignore=tests/adapters -q
+	$(PYTEST) tests --ignore=tests/adapters --ignore=tests/distributed -q
+
+# Real worker processes on 127.0.0.1, run once: each job sets its own Keras backend
+# (the JAX jobs jax, the tf.distribute job tensorflow).
+test-distributed: $(STAMP)
+	$(PYTEST) tests/distributed -q
 
 test-keras: $(STAMP)
 	for backend in tensorflow jax torch; do \

@@ -18,6 +18,7 @@ import os
 from typing import Any, ClassVar
 
 from ckptcore.backends.base import BaseBackend, CommitInfo
+from ckptcore.backends.timeouts import bound_client, with_client_timeouts
 from ckptcore.errors import BucketNotFoundError, ConfigError, MissingDependencyError, StorageError
 
 __all__ = ["FsspecBackend"]
@@ -58,7 +59,8 @@ class FsspecBackend(BaseBackend):
     Args:
         root: The checkpoint root URL, such as ``s3://bucket/runs/a``.
         storage_options: Passed to the fsspec file system (credentials, ``client_kwargs``
-            with an ``endpoint_url``, ``anon``, ...). Keyword arguments are merged into it,
+            with an ``endpoint_url``, ``anon``, ...). For S3, botocore timeouts the user did
+            not set in ``config_kwargs`` are added (:mod:`ckptcore.backends.timeouts`). Keyword arguments are merged into it,
             so ``FsspecBackend(url, anon=True)`` works as ``fsspec.open`` does.
 
     Attributes:
@@ -78,7 +80,9 @@ class FsspecBackend(BaseBackend):
         merged = {**(storage_options or {}), **options}
         super().__init__(root.rstrip("/"))
         self.storage_options = merged
-        self.fs, path = _url_to_fs(root, merged)
+        # S3 clients get timeouts and one try per call, so a store that never answers fails.
+        self.fs, path = _url_to_fs(root, with_client_timeouts(root, merged))
+        bound_client(root, self.fs, merged)
         self._path = path.rstrip("/")
         self.name = root.split("://", 1)[0].lower()
         self._check_bucket()

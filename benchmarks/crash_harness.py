@@ -1,27 +1,26 @@
-"""Kill a training process at random moments while it saves; count the checkpoints it ruined.
+"""Kill processes at random moments while they save or prune; count what each kill ruined.
 
-Each trial starts a real training process, waits until its first checkpoint is written, lets
-it run a random while more (saving all along), then ``SIGKILL``s it: no handler runs, no buffer
-is flushed, nothing is cleaned up. A trial is *corrupt* when afterwards a file under a final
-checkpoint name does not load, or a ``manifest.json`` does not parse or disagrees with the
-disk (a listed checkpoint missing, or its size or sha256 different).
+Each trial starts a real process, waits until it reaches the moment worth killing (its first
+checkpoints are written, or a prune is about to start), lets it run a random while more, then
+``SIGKILL``s it: no handler runs, no buffer is flushed, nothing is cleaned up. Then every
+checkpoint root it used is checked (:mod:`benchmarks.crash_check`): a final-name checkpoint the
+manifest does not account for, a manifest entry the disk does not hold, a checkpoint that does
+not load, a lost best. A trial with any of them is a *failed* kill.
 
-Modes:
+Scenarios (:mod:`benchmarks.crash_children`): NumPy ``Checkpointer`` loops saving files or
+directories, synchronously or with ``async_save``, each with a fixed-name best
+(``save_best_only``, ``resume=True``) beside templated names (``keep_last``); ``ckptcore prune
+--keep-last 1`` of file and directory checkpoints; Keras ``fit`` with ckptcore's
+``ModelCheckpoint`` (``best.keras`` and ``w-NNNN.weights.h5``), sync and async; and, to compare,
+``keras.callbacks.ModelCheckpoint`` (``keras-native``, not in the default campaign).
 
-* ``core-sync`` / ``core-async``: a NumPy loop with two ckptcore ``Checkpointer``\\ s, a
-  fixed-name ``best.npy`` (``save_best_only``) and templated ``w-{epoch:05d}.npy``
-  (``keep_last=3``); ``np.save`` writes, ``np.load(allow_pickle=False)`` checks.
-* ``keras-sync`` / ``keras-async``: ``model.fit`` with two ckptcore Keras ``ModelCheckpoint``\\ s,
-  a fixed-name ``best.keras`` (``save_best_only``) and templated ``w-{epoch:04d}.weights.h5``
-  (``keep_last=3``); checked with ``keras.saving.load_model(safe_mode=True)`` and
-  ``model.load_weights``.
-* ``keras-native``: the same two checkpoints with ``keras.callbacks.ModelCheckpoint``.
+A training trial restarts in the root the previous kill left, as a restarted job would (after
+a failed kill the root starts afresh, so each kill counts alone); a prune trial builds a fresh
+root. Processes are forked from a ``multiprocessing`` fork server that imported NumPy, ckptcore
+(and Keras) once, so a trial costs the work, not the imports.
 
-The processes are forked from a ``multiprocessing`` fork server that imported NumPy (and
-Keras) once, so a trial costs the training, not the imports.
-
-Run ``python -m benchmarks.crash_harness --kills 40`` (``--help`` for the options); it prints a
-Markdown table and, with ``--json PATH``, writes the figures.
+Run ``python -m benchmarks.crash_harness`` (about ten minutes on two cores; ``--kills N`` scales
+the campaign, ``--seed``, ``--scenarios``, ``--json PATH``); it prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -35,194 +34,60 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["MODES", "Summary", "run_mode", "train", "verify"]
+from benchmarks.crash_check import KINDS, check_root
+from benchmarks.crash_children import BEST_NAMES, TARGETS, keras_model, run
 
-MODES = ("core-sync", "core-async", "keras-sync", "keras-async", "keras-native")
-CORE_SIZE = 1 << 18  # float64 values per NumPy checkpoint (2 MiB)
-SUBROOTS = ("best", "every")
+__all__ = ["CAMPAIGN", "SCENARIOS", "Summary", "context", "main", "plan", "run_scenario", "verify"]
 
-
-# -- the training processes ---------------------------------------------------------------------
-
-def _train_core(root: str, async_save: bool, ready: Any, seed: int) -> None:
-    import numpy as np
-
-    from ckptcore import Checkpointer
-
-    rng = np.random.default_rng(seed)
-    weights = rng.normal(size=CORE_SIZE)
-
-    def write(path: str) -> None:
-        np.save(path, weights)
-
-    def snapshot():
-        copy = weights.copy()
-        return lambda path: np.save(path, copy)
-
-    io = {"snapshot": snapshot} if async_save else {"write": write}
-    best = Checkpointer(os.path.join(root, "best", "best.npy"), monitor="loss", save_best_only=True,
-                        async_save=async_save, **io)
-    every = Checkpointer(os.path.join(root, "every", "w-{epoch:05d}.npy"), monitor="loss", keep_last=3,
-                         async_save=async_save, **io)
-    for epoch in range(10**9):
-        weights += rng.normal(scale=0.01, size=CORE_SIZE)
-        logs = {"loss": (1.0 + 0.5 * rng.random()) / (1 + epoch)}
-        best.on_epoch_end(epoch, logs)
-        every.on_epoch_end(epoch, logs)
-        if epoch == 1:
-            best.wait()
-            every.wait()
-            ready.set()
-
-
-def _keras_model(seed: int) -> Any:
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((16,)), keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(128, activation="relu"), keras.layers.Dense(1),
-    ])
-    model.compile(optimizer="adam", loss="mse")
-    return model
-
-
-def _train_keras(root: str, mode: str, ready: Any, seed: int) -> None:
-    import keras
-    import numpy as np
-
-    model = _keras_model(seed)
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(256, 16)).astype("float32")
-    y = x[:, :1] * 2.0 + 0.1 * rng.normal(size=(256, 1)).astype("float32")
-    best = os.path.join(root, "best", "best.keras")
-    every = os.path.join(root, "every", "w-{epoch:04d}.weights.h5")
-    if mode == "keras-native":
-        for sub in SUBROOTS:
-            os.makedirs(os.path.join(root, sub), exist_ok=True)
-        callbacks = [
-            keras.callbacks.ModelCheckpoint(best, monitor="loss", save_best_only=True),
-            keras.callbacks.ModelCheckpoint(every, monitor="loss", save_weights_only=True),
-        ]
-    else:
-        from ckptcore.adapters.keras import ModelCheckpoint
-
-        async_save = mode == "keras-async"
-        callbacks = [
-            ModelCheckpoint(best, monitor="loss", save_best_only=True, async_save=async_save),
-            ModelCheckpoint(every, monitor="loss", save_weights_only=True, keep_last=3, async_save=async_save),
-        ]
-
-    class Ready(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if epoch == 1:
-                for cb in callbacks:
-                    engine = getattr(cb, "checkpointer", None)
-                    if engine is not None:
-                        engine.wait()
-                ready.set()
-
-    model.fit(x, y, batch_size=64, epochs=10**6, verbose=0, callbacks=[*callbacks, Ready()])
-
-
-def train(mode: str, root: str, ready: Any, seed: int) -> None:
-    """Train until killed, saving all along (run in a child process)."""
-    if mode.startswith("core-"):
-        _train_core(root, mode == "core-async", ready, seed)
-    else:
-        _train_keras(root, mode, ready, seed)
-
-
-# -- checking what a killed process left --------------------------------------------------------
-
-def _load(path: str, models: dict[str, Any]) -> None:
-    if path.endswith(".npy"):
-        import numpy as np
-
-        np.load(path, allow_pickle=False)
-    elif path.endswith(".weights.h5"):
-        if "weights" not in models:
-            models["weights"] = _keras_model(0)
-        models["weights"].load_weights(path)
-    elif path.endswith(".keras"):
-        import keras
-
-        keras.saving.load_model(path, safe_mode=True, compile=False)
-    else:
-        raise ValueError(f"unexpected file {path!r}")
-
-
-def _check_manifest(sub: str) -> list[str]:
-    from ckptcore.digest import digest
-    from ckptcore.manifest import Manifest
-
-    path = os.path.join(sub, "manifest.json")
-    if not os.path.exists(path):
-        return []
-    try:
-        with open(path, "rb") as fh:
-            manifest = Manifest.from_json(fh.read(), source=path)
-    except ValueError as exc:
-        return [f"{path}: {exc}"]
-    problems = []
-    for entry in manifest.entries:
-        full = os.path.join(sub, *entry.path.split("/"))
-        if not os.path.exists(full):
-            problems.append(f"{full}: listed in the manifest but missing")
-        elif digest(full) != (entry.size, entry.sha256):
-            problems.append(f"{full}: size/sha256 differ from the manifest")
-    return problems
+SCENARIOS = tuple(TARGETS)
+#: The default campaign: scenario -> share of the kills (the Keras share starts slowest).
+CAMPAIGN = {"file-sync": 36, "file-async": 36, "dir-sync": 30, "dir-async": 30, "prune": 44,
+            "keras-sync": 12, "keras-async": 12}
+#: Seconds after the ready moment within which the kill comes, per scenario.
+WINDOWS = {"prune": 0.08}
+DEFAULT_WINDOW = 1.5
 
 
 def verify(root: str) -> dict[str, Any]:
-    """Load every file under a final name below ``root``; check each manifest against the disk.
+    """Check every checkpoint root directly below ``root`` (run in a fork-server child).
 
     Returns:
-        ``{"files": n, "leftovers": m, "problems": [...]}``. Hidden names (``.ckpt-tmp-*`` and
-        other writers' temporary files) are never final names: they are counted, not loaded.
+        ``{"roots": n, "files": m, "leftovers": k, "problems": {kind: [...]}}``; hidden names
+        (temporary files, ckptcore's own directory) are leftovers, never final names.
     """
-    problems: list[str] = []
-    files = leftovers = 0
+    problems: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    files = leftovers = roots = 0
     models: dict[str, Any] = {}
-    for dirpath, dirs, names in os.walk(root):
-        leftovers += sum(d.startswith(".") for d in dirs)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if name == "manifest.json":
-                continue
-            if name.startswith("."):
-                leftovers += 1
-                continue
-            files += 1
-            path = os.path.join(dirpath, name)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # Keras on optimizer state it does not load
-                    _load(path, models)
-            except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
-                problems.append(f"{path}: {type(exc).__name__}: {str(exc)[:120]}")
-    for sub in SUBROOTS:
-        problems += _check_manifest(os.path.join(root, sub))
-    problems = [p.replace(root + os.sep, "").replace(root, ".") for p in problems]
-    return {"files": files, "leftovers": leftovers, "problems": problems}
+    subs = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    for sub in subs:
+        path = os.path.join(root, sub)
+        if not os.path.isdir(path):
+            continue
+        roots += 1
+        names = os.listdir(path)
+        leftovers += sum(n.startswith(".") for n in names)
+        files += sum(not n.startswith(".") and not n.startswith("manifest") for n in names)
+        found = check_root(path, BEST_NAMES, make_model=lambda: keras_model(0), models=models)
+        for kind, lines in found.items():
+            problems[kind] += [f"{sub}/{line}" for line in lines]
+    return {"roots": roots, "files": files, "leftovers": leftovers, "problems": problems}
 
-
-# -- the parent ---------------------------------------------------------------------------------
 
 @dataclass
 class Summary:
-    """What the kills of one mode left behind."""
+    """What the kills of one scenario left behind."""
 
-    mode: str
+    scenario: str
     kills: int = 0
-    corrupt: int = 0
+    failed: int = 0
+    by_kind: dict[str, int] = field(default_factory=lambda: {kind: 0 for kind in KINDS})
     files_checked: int = 0
     leftovers: int = 0
     not_ready: int = 0
+    mid_prune: int = 0
     seconds: float = 0.0
     examples: list[str] = field(default_factory=list)
 
@@ -230,97 +95,117 @@ class Summary:
 def context(keras: bool) -> Any:
     """The fork-server context: NumPy, ckptcore and, if asked, Keras are imported once.
 
-    Ask for Keras on the first call if any Keras mode will run: the preload list only counts
-    until the fork server starts.
+    Ask for Keras on the first call if any Keras scenario will run: the preload list only
+    counts until the fork server starts.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     ctx = multiprocessing.get_context("forkserver")
-    preload = ["numpy", "ckptcore", __name__]
+    preload = ["numpy", "ckptcore", "ckptcore.cli", "benchmarks.crash_children", "benchmarks.crash_check"]
     if keras:
         preload += ["keras", "ckptcore.adapters.keras"]
-    if not getattr(context, "keras", False):
+    if not getattr(context, "started", False):
         ctx.set_forkserver_preload(preload)
-        context.keras = keras  # type: ignore[attr-defined]
+        context.started = True  # type: ignore[attr-defined]
     return ctx
 
 
-def _one_kill(ctx: Any, pool: Any, mode: str, root: str, window: float, rng: random.Random,
-              ready_timeout: float) -> tuple[bool, dict[str, Any]]:
+def _one_kill(ctx: Any, pool: Any, scenario: str, root: str, rng: random.Random,
+              ready_timeout: float) -> tuple[bool, bool, dict[str, Any]]:
     ready = ctx.Event()
-    proc = ctx.Process(target=train, args=(mode, root, ready, rng.randrange(2**31)), daemon=True)
+    proc = ctx.Process(target=run, args=(scenario, root, ready, rng.randrange(2**31)), daemon=True)
     proc.start()
     deadline = time.monotonic() + ready_timeout
-    while not (became_ready := ready.wait(0.1)) and proc.is_alive() and time.monotonic() < deadline:
+    while not (became_ready := ready.wait(0.05)) and proc.is_alive() and time.monotonic() < deadline:
         pass
     if became_ready:
-        time.sleep(rng.uniform(0.0, window))
+        time.sleep(rng.uniform(0.0, WINDOWS.get(scenario, DEFAULT_WINDOW)))
+    mid = ready.is_set()  # prune: still pruning when killed
     proc.kill()  # SIGKILL
     proc.join()
-    return became_ready, pool.apply(verify, (root,))
+    return became_ready, mid, pool.apply(verify, (root,))
 
 
-def run_mode(mode: str, kills: int, window: float, seed: int = 0, workdir: str | None = None,
-             fresh_root: bool = False, ready_timeout: float = 120.0) -> Summary:
-    """Kill ``kills`` training processes of ``mode``; check each root after each kill.
+def run_scenario(scenario: str, kills: int, seed: int = 0, workdir: str | None = None,
+                 ready_timeout: float = 120.0) -> Summary:
+    """Kill ``kills`` processes of ``scenario``; check the roots after each kill.
 
     Args:
-        mode: One of :data:`MODES`.
+        scenario: One of :data:`SCENARIOS`.
         kills: How many processes to kill.
-        window: The kill comes up to this many seconds after the first checkpoint.
-        seed: Seeds the kill moments and the training.
-        workdir: Where the checkpoint roots go (a temporary directory by default).
-        fresh_root: Start each trial in an empty root; by default a trial restarts in the
-            root the previous kill left, as a restarted job would.
-        ready_timeout: Seconds to wait for a process's first checkpoint.
+        seed: Seeds the kill moments and the processes.
+        workdir: Where the roots go (a temporary directory by default).
+        ready_timeout: Seconds to wait for a process to reach its ready moment.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode: got {mode!r}; allowed: {', '.join(MODES)}")
-    ctx = context(keras=mode.startswith("keras"))
-    rng = random.Random(f"{seed}-{mode}")
-    summary = Summary(mode)
+    if scenario not in TARGETS:
+        raise ValueError(f"scenario: got {scenario!r}; allowed: {', '.join(SCENARIOS)}")
+    ctx = context(keras=TARGETS[scenario][2])
+    rng = random.Random(f"{seed}-{scenario}")
+    summary = Summary(scenario)
     start = time.perf_counter()
-    base = tempfile.mkdtemp(prefix=f"crash-{mode}-", dir=workdir)
+    base = tempfile.mkdtemp(prefix=f"crash-{scenario}-", dir=workdir)
     try:
         with ctx.Pool(1) as pool:
             for trial in range(kills):
-                root = os.path.join(base, f"t{trial}" if fresh_root else "root")
-                became_ready, outcome = _one_kill(ctx, pool, mode, root, window, rng, ready_timeout)
-                summary.kills += 1
-                summary.not_ready += not became_ready
-                summary.files_checked += outcome["files"]
-                summary.leftovers = max(summary.leftovers, outcome["leftovers"])
-                if outcome["problems"]:
-                    summary.corrupt += 1
-                    summary.examples += outcome["problems"][:2]
-                    if not fresh_root:  # the next trial starts clean, so each kill counts alone
-                        shutil.rmtree(root, ignore_errors=True)
+                root = os.path.join(base, f"t{trial}" if scenario == "prune" else "root")
+                ready, mid, outcome = _one_kill(ctx, pool, scenario, root, rng, ready_timeout)
+                _count(summary, ready, mid, outcome)
+                if any(outcome["problems"].values()) or scenario == "prune":
+                    shutil.rmtree(root, ignore_errors=True)  # the next trial starts clean
     finally:
         shutil.rmtree(base, ignore_errors=True)
     summary.seconds = round(time.perf_counter() - start, 1)
     return summary
 
 
+def _count(summary: Summary, ready: bool, mid: bool, outcome: dict[str, Any]) -> None:
+    summary.kills += 1
+    summary.not_ready += not ready
+    summary.mid_prune += mid and summary.scenario == "prune"
+    summary.files_checked += outcome["files"]
+    summary.leftovers = max(summary.leftovers, outcome["leftovers"])
+    problems = outcome["problems"]
+    if any(problems.values()):
+        summary.failed += 1
+    for kind, lines in problems.items():
+        summary.by_kind[kind] += bool(lines)
+        if lines and sum(e.startswith(f"{kind}:") for e in summary.examples) < 2:
+            summary.examples.append(f"{kind}: {lines[0]}")
+
+
+def plan(kills: int, scenarios: list[str]) -> dict[str, int]:
+    """Kills per scenario: the campaign's shares scaled to ``kills`` in all (at least 1 each)."""
+    shares = {s: CAMPAIGN.get(s, 12) for s in scenarios}
+    total = sum(shares.values())
+    return {s: max(1, round(kills * share / total)) for s, share in shares.items()}
+
+
 def _table(summaries: list[Summary]) -> str:
-    lines = ["| mode | kills | corrupt outcomes | files checked | temporary files left (most at once) |",
-             "|---|---:|---:|---:|---:|"]
+    head = ("| scenario | kills | failed kills | " + " | ".join(KINDS)
+            + " | not ready | files checked | temporary files left (most at once) |")
+    lines = [head, "|---|" + "---:|" * (len(KINDS) + 5)]
     for s in summaries:
-        share = 100 * s.corrupt / max(s.kills, 1)
-        lines.append(f"| {s.mode} | {s.kills} | {s.corrupt} ({share:.0f}%) | {s.files_checked} | {s.leftovers} |")
+        share = 100 * s.failed / max(s.kills, 1)
+        kinds = " | ".join(str(s.by_kind[k]) for k in KINDS)
+        lines.append(f"| {s.scenario} | {s.kills} | {s.failed} ({share:.0f}%) | {kinds} | {s.not_ready} | {s.files_checked} | {s.leftovers} |")
+    total = sum(s.kills for s in summaries)
+    failed = sum(s.failed for s in summaries)
+    lines.append(f"| **all** | {total} | {failed} ({100 * failed / max(total, 1):.0f}%) | "
+                 + " | ".join(str(sum(s.by_kind[k] for s in summaries)) for k in KINDS) + " | | | |")
     return "\n".join(lines)
 
 
-def _record(args: argparse.Namespace, summaries: list[Summary]) -> dict[str, Any]:
+def _record(args: argparse.Namespace, counts: dict[str, int], summaries: list[Summary]) -> dict[str, Any]:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for package in ("ckptcore", "keras", "tensorflow-cpu", "numpy"):
+    for package in ("ckptcore", "keras", "tensorflow-cpu", "tensorflow", "numpy"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
             pass
     return {
-        "kills_per_mode": args.kills, "window_s": args.window, "seed": args.seed,
+        "kills": args.kills, "seed": args.seed, "plan": counts, "windows_s": {**{"default": DEFAULT_WINDOW}, **WINDOWS},
         "python": platform.python_version(), "cpus": os.cpu_count(), "versions": versions,
         "results": [asdict(s) for s in summaries],
     }
@@ -328,24 +213,31 @@ def _record(args: argparse.Namespace, summaries: list[Summary]) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: " + ", ".join(MODES))
-    parser.add_argument("--kills", type=int, default=40, help="kills per mode")
-    parser.add_argument("--window", type=float, default=2.0, help="seconds after the first checkpoint")
+    parser.add_argument("--scenarios", default=",".join(CAMPAIGN),
+                        help="comma-separated, from: " + ", ".join(SCENARIOS))
+    parser.add_argument("--kills", type=int, default=sum(CAMPAIGN.values()),
+                        help="kills in all, shared out as the campaign's shares (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    context(keras=any(m.startswith("keras") for m in modes))
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in TARGETS]
+    if unknown or args.kills < 1:
+        parser.error(f"--scenarios: unknown {unknown}; allowed: {', '.join(SCENARIOS)}" if unknown
+                     else f"--kills: got {args.kills}; allowed: an int >= 1")
+    context(keras=any(TARGETS[s][2] for s in scenarios))
+    counts = plan(args.kills, scenarios)
     summaries = []
-    for mode in modes:
-        summary = run_mode(mode, args.kills, args.window, seed=args.seed)
-        print(f"{mode}: {summary.corrupt}/{summary.kills} corrupt ({summary.seconds}s)", file=sys.stderr, flush=True)
+    for scenario, kills in counts.items():
+        summary = run_scenario(scenario, kills, seed=args.seed)
+        print(f"{scenario}: {summary.failed}/{summary.kills} failed, {summary.not_ready} not ready "
+              f"({summary.seconds}s) {summary.examples[:2]}", file=sys.stderr, flush=True)
         summaries.append(summary)
     print(_table(summaries))
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(_record(args, summaries), fh, indent=2)
+            json.dump(_record(args, counts, summaries), fh, indent=2)
     return 0
 
 

@@ -5,6 +5,7 @@ The core is pure Python (standard library and pydantic). Framework adapters live
 """
 
 from ckptcore.config import CheckpointConfig
+from ckptcore.distributed import Role, is_chief, role_from_env
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import (
     BackendNotFoundError,
@@ -19,6 +20,7 @@ from ckptcore.errors import (
     MissingKeyError,
     MonitorError,
     StorageError,
+    StorageTimeoutError,
     TemplateError,
     UnsafePathError,
 )
@@ -55,11 +57,15 @@ __all__ = [
     "MissingKeyError",
     "MonitorError",
     "RetentionPolicy",
+    "Role",
     "SaveSchedule",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "UnsafePathError",
     "__version__",
+    "is_chief",
     "resolve_mode",
+    "role_from_env",
     "split_root",
 ]

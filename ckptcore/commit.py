@@ -158,7 +158,7 @@ class Committer:
         primary = self.primary
         try:
             staged = self._calls.call(primary.name, f"staging {relpath!r} on {primary.name}",
-                                      primary.stage, relpath)
+                                      primary.stage, relpath, reaches_store=False)
         except OSError as exc:
             raise CheckpointSaveError(relpath, f"cannot stage at {primary!r}: {exc}") from exc
         withdrawn, down = None, set()

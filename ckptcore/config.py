@@ -77,6 +77,8 @@ class CheckpointConfig(BaseModel):
     on_save_error: str = "warn"
     retries: int = 3
     retry_backoff: float = 0.5
+    storage_timeout: Union[float, str, None] = "auto"
+    is_chief: Optional[bool] = None
 
     @field_validator("filepath", mode="before")
     @classmethod
@@ -103,6 +105,16 @@ class CheckpointConfig(BaseModel):
         if not isinstance(value, int) or value < 0:
             raise ValueError(
                 f"got {value!r} ({type(value).__name__}); allowed: 0 (silent) or an int >= 1 (messages)"
+            )
+        return value
+
+    @field_validator("is_chief", mode="before")
+    @classmethod
+    def _is_chief(cls, value: Any) -> Optional[bool]:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(
+                f"got {value!r} ({type(value).__name__}); allowed: True (this process commits), "
+                "False (another worker does) or None (detect it: see ckptcore.distributed)"
             )
         return value
 
@@ -174,6 +186,22 @@ class CheckpointConfig(BaseModel):
         if math.isinf(value):
             raise ValueError(f"got {value!r}; allowed: a finite number of seconds >= 0")
         return value
+
+    @field_validator("storage_timeout", mode="before")
+    @classmethod
+    def _storage_timeout(cls, value: Any) -> Union[float, str, None]:
+        if value is None or value == "auto":
+            return value
+        allowed = "allowed: 'auto', a finite number of seconds > 0, or None (no deadline)"
+        if isinstance(value, bool):
+            raise ValueError(f"got {value!r} (bool); {allowed}")
+        try:
+            seconds = _number("storage_timeout", value, minimum=0, strict_min=True)
+        except ValueError as exc:
+            raise ValueError(f"{str(exc).split('; allowed')[0]}; {allowed}") from exc
+        if math.isinf(seconds):
+            raise ValueError(f"got {value!r}; {allowed}")
+        return seconds
 
     @field_validator("min_delta", mode="before")
     @classmethod

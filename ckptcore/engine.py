@@ -11,7 +11,9 @@ from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
 from ckptcore.config import CheckpointConfig
-from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError
+from ckptcore.deadline import BoundedLock, SaveDeadline, resolve_timeout, skipped
+from ckptcore.distributed import WorkerCommitter, is_chief
+from ckptcore.errors import CheckpointSaveError, CheckpointSaveWarning, ConfigError, StorageTimeoutError
 from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
@@ -56,7 +58,7 @@ class Checkpointer:
             callback): retention then treats that session's checkpoints as this one's own.
         **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
             ``save_best_only``, ``save_freq``, ``initial_value_threshold``, ``min_delta``,
-            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ...).
+            ``keep_last``, ``keep_best``, ``async_save``, ``backends``, ``resume``, ``is_chief``, ...).
 
     Raises:
         ConfigError: An argument is invalid (raised here, before training starts).
@@ -94,24 +96,28 @@ class Checkpointer:
         # Saves depend on the value with save_best_only, and retention ranks by it with keep_best.
         self._monitor = Monitor(cfg.monitor, required=cfg.save_best_only or cfg.keep_best is not None)
         self._closed = False
-        backends = make_backends(self.template, cfg)
+        self.is_chief = is_chief(cfg.is_chief)  # only the chief commits (ckptcore.distributed)
+        backends = make_backends(self.template, cfg, self.is_chief)
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
         self._source = opened.source
-        self.committer = Committer(
+        self.committer = (Committer if self.is_chief else WorkerCommitter)(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
             manifest=opened.manifest, protected=opened.protected,
             retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
         self.committer.on_deleted = lambda _name, where: self.reporter.deleted(self.epoch + 1, where, self.retention)
-        # The committer's lock also guards the tracker state it writes into the manifest.
-        self.bests = PendingBests(self.tracker, self.committer.lock)
+        self.deadline = SaveDeadline(resolve_timeout(cfg.storage_timeout, backends))
+        # The committer's lock also guards the tracker state it writes into the manifest;
+        # a hung storage call may hold it, so training waits for it within the deadline.
+        self.bests = PendingBests(self.tracker, BoundedLock(self.committer.lock,
+                                                            lambda: self.deadline.lock_timeout(self.writer)))
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
             self.committer.close()  # releases the backends and this run's id
             raise ConfigError(f"filepath: {problem}")
-        self.writer = BackgroundWriter(cfg.max_pending) if cfg.async_save else None
+        self.writer = BackgroundWriter(cfg.max_pending, self.deadline.seconds) if cfg.async_save else None
         self._last: tuple[int, int | None, dict[str, Any]] | None = None  # for a final save
         self._guard = PreemptionGuard(self._save_on_preemption)
         if cfg.save_on_preemption:
@@ -196,7 +202,11 @@ class Checkpointer:
         relpath = name or self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
         self.reporter.saving(epoch, self.template.join(relpath),
                              (monitor, best, value) if improved and self.config.save_best_only else None)
-        previous = self.bests.record(value, improved)
+        try:
+            previous = self.bests.record(value, improved)
+        except StorageTimeoutError as exc:
+            self._save_failed(skipped(relpath, f"skipped: {exc}"))
+            return None
         entry = self._entry(relpath, epoch, batch, logs, monitor_value=value, is_best=improved)
         try:
             self._dispatch(relpath, entry, previous)
@@ -204,7 +214,7 @@ class Checkpointer:
             # Neither committed nor queued (say, an earlier background failure was reported
             # instead): the best stays the last one that reached storage.
             if entry.is_best and not entry.backends:
-                self.bests.undo(previous)
+                self.deadline.undo(self.bests, previous)
             if not isinstance(exc, CheckpointSaveError):
                 raise
             self._save_failed(exc)
@@ -213,7 +223,9 @@ class Checkpointer:
 
     def _dispatch(self, relpath: str, entry: ManifestEntry, previous: dict[str, Any]) -> None:
         if self.writer is None:
-            self._commit(relpath, self._require_write(), entry, previous)
+            write = self._require_write()
+            self.deadline.run(relpath, lambda guard: self._commit(relpath, guard(write), entry, previous),
+                              report=self._save_failed)
             return
         # An earlier save's failure is reported (self._save_failed) and this save goes ahead.
         if self._snapshot is None:
@@ -369,9 +381,7 @@ class Checkpointer:
                 except CheckpointSaveError as exc:
                     self._save_failed(exc)
         finally:
-            if self.manifest.entries:
-                self.committer.write_manifest()
-            self.committer.close()
+            self.deadline.release(self.committer, self.writer, self._save_failed)
             if self._source is not None:
                 self._source[0].close()
 

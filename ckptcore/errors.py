@@ -18,6 +18,8 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
         ├── BucketNotFoundError(FileNotFoundError)
         │                              a URL's bucket does not exist (raised at construction)
         ├── CheckpointSaveError        a save failed; names the checkpoint
+        ├── StorageTimeoutError(TimeoutError)
+        │                              storage did not answer within ``storage_timeout``
         └── UnsafePathError            a path below a local root passes through a symbolic link
 
     CheckpointSaveWarning(UserWarning) a save failed and training goes on
@@ -39,6 +41,7 @@ __all__ = [
     "MissingKeyError",
     "MonitorError",
     "StorageError",
+    "StorageTimeoutError",
     "TemplateError",
     "UnsafePathError",
 ]
@@ -102,6 +105,10 @@ class StorageError(CkptcoreError, OSError):
 
 class BucketNotFoundError(StorageError, FileNotFoundError):
     """The bucket (or container) of a URL root does not exist; ckptcore creates none."""
+
+
+class StorageTimeoutError(StorageError, TimeoutError):
+    """Storage did not answer within ``storage_timeout`` seconds (see :mod:`ckptcore.deadline`)."""
 
 
 class CheckpointSaveError(StorageError):

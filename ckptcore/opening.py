@@ -67,12 +67,18 @@ def _location_backend(location: str, config: CheckpointConfig) -> Any:
     return resolve_backend(spec, location, **config.storage_options)
 
 
-def make_backends(template: FilepathTemplate, config: CheckpointConfig) -> list[Any]:
-    """The primary backend (from the template's root) followed by ``config.backends``."""
+def make_backends(template: FilepathTemplate, config: CheckpointConfig, chief: bool = True) -> list[Any]:
+    """The primary backend (from the template's root) followed by ``config.backends``.
+
+    A worker that is not the chief (see :mod:`ckptcore.distributed`) only reads the root: it
+    gets the primary alone, and sweeps nothing (a temporary there may be the chief's save).
+    """
     from ckptcore.backends import resolve_backend
 
     root = template.root
     primary = _location_backend(root, config)
+    if not chief:
+        return [primary]
     extra = [resolve_backend(spec, root, **config.storage_options) for spec in config.backends]
     backends = _distinct_names([primary, *extra])
     for backend in backends:

@@ -142,8 +142,13 @@ class BackendRetries:
         self._down: set[str] = set()
 
     def call(self, name: str, what: str, fn: Callable[..., T], *args: object,
-             policy: RetryPolicy | None = None) -> T:
+             policy: RetryPolicy | None = None, reaches_store: bool = True) -> T:
         """Call ``fn(*args)`` on backend ``name`` under ``policy`` (default: this one's).
+
+        Args:
+            reaches_store: False for a call that may succeed without the store answering
+                (staging into a local temporary directory): its success does not count as
+                the store being back.
 
         Raises:
             Exception: The last failure, as :meth:`RetryPolicy.call` raises it.
@@ -157,5 +162,6 @@ class BackendRetries:
             if policy.transient(exc):
                 self._down.add(name)
             raise
-        self._down.discard(name)
+        if reaches_store:
+            self._down.discard(name)
         return result

@@ -98,7 +98,7 @@ def test_the_repository_is_linked_when_known(tmp_path):
 def test_every_documented_topic_is_in_the_nav():
     pages = nav_pages()
     for page in ("index.md", "quickstart.md", "keras.md", "custom-loops.md", "embedding.md",
-                 "backends.md", "cli.md", "design.md", "benchmarks.md", "api.md"):
+                 "backends.md", "cli.md", "design.md", "benchmarks.md", "api.md", "workers.md"):
         assert page in pages
         assert (REPO / "docs" / page).is_file(), page
 

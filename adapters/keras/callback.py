@@ -22,6 +22,7 @@ from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
 from ckptcore.warn import warn
 
+from ckptcore.adapters.keras.distributed import check_layout, chief
 from ckptcore.adapters.keras.keras_api import KerasCheckpointAPI, keras2_arguments
 from ckptcore.adapters.keras.formats import check_backend, check_options, detect_format, make_write
 from ckptcore.adapters.keras.monitor import direction_hint, metrics_built
@@ -165,8 +166,10 @@ class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
         from ckptcore.backends import resolve_backend
 
         root = FilepathTemplate(config.filepath).root
+        # A worker that is not the chief commits to no extra backend (W&B needs no run there).
+        extras = config.backends if chief(config.is_chief) else ()
         # The root is a location, as the engine takes it: a relative "ckpt" is not a backend name.
-        for spec in (root if "://" in root else "local", *config.backends):
+        for spec in (root if "://" in root else "local", *extras):
             if isinstance(spec, str):
                 resolve_backend(spec, root, **config.storage_options).close()
         if "://" not in root:
@@ -211,6 +214,10 @@ class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
         opens at the first batch or epoch end instead, with the direction known.
         """
         self._epoch = 0
+        # Before the first epoch: a layout this save cannot read whole is refused now.
+        replays = self._engine_args.get("async_save") and self.format in ("keras", "weights.h5")
+        if self._current_model() is not None:
+            check_layout(self._current_model(), gathers=bool(replays))
         if self._direction_settled():
             self._ensure_engine()
 
@@ -302,7 +309,8 @@ class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
         if self._engine is not None and self._engine_open:
             return self._engine
         previous = self._engine
-        args = {**self._engine_args, "backends": self._engine_backends(), "mode_hint": self._mode_hint()}
+        args = {**self._engine_args, "backends": self._engine_backends(), "mode_hint": self._mode_hint(),
+                "is_chief": chief(self._engine_args.get("is_chief"))}
         write = make_write(self._require_model, self.format, self.options)
         self._snapshot = (KerasSnapshot(self._require_model, self.format, sync_write=write)
                           if args.get("async_save") else None)

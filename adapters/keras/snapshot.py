@@ -55,10 +55,28 @@ def host_array(value: Any) -> tuple[np.ndarray, bool]:
         value = value.value
     if isinstance(value, np.ndarray):
         return value, False
+    gathered = _gather_across_processes(value)
+    if gathered is not None:
+        return gathered, True
     view = _backend_view(value)
     if view is not None and view.dtype.kind in _PLAIN_KINDS:
         return view, False
     return np.array(keras.ops.convert_to_numpy(value)), True
+
+
+def _gather_across_processes(value: Any) -> np.ndarray | None:
+    """The whole of a JAX array sharded over several processes' devices, else None.
+
+    A collective: every process of the job must call it for the same array, as every worker
+    takes the same save decisions and walks the model's variables in the same order.
+    """
+    if not type(value).__module__.startswith(("jax", "jaxlib")):
+        return None
+    if getattr(value, "is_fully_addressable", True) or getattr(value, "is_fully_replicated", True):
+        return None
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
 
 
 def _backend_view(value: Any) -> np.ndarray | None:
@@ -153,6 +171,11 @@ class _ReplayWrite:
         try:
             self._writer(self.record, path)
         finally:
+            self.skip()
+
+    def skip(self) -> None:
+        """Drop the snapshot unwritten (a worker that is not the chief): the buffers go back."""
+        if self._buffers is not None:
             self.record.discard()
             self._pool.release(self._buffers)
             self._buffers = None
@@ -172,6 +195,10 @@ class _MoveWrite:
             shutil.move(self._source, path)
         finally:
             self._cleanup()
+
+    def skip(self) -> None:
+        """Delete the file unmoved (a worker that is not the chief)."""
+        self._cleanup()
 
 
 _SYNC_NAMES = {"keras": "checkpoint.keras", "weights.h5": "checkpoint.weights.h5",

@@ -93,7 +93,12 @@ class WandbModelCheckpoint(ModelCheckpoint):
     ) -> None:
         artifact_name = kwargs.pop("artifact_name", None)
         artifact_type = kwargs.pop("artifact_type", "model")
-        _active_run()
+        from ckptcore.adapters.keras.distributed import chief
+
+        # Only the chief of a distributed job logs artifacts (and needs a run).
+        self._logs_artifacts = chief(kwargs.get("is_chief"))
+        if self._logs_artifacts:
+            _active_run()
         super().__init__(
             filepath, monitor=monitor, verbose=verbose, save_best_only=save_best_only,
             save_weights_only=save_weights_only, mode=mode, save_freq=save_freq, options=options,
@@ -103,7 +108,8 @@ class WandbModelCheckpoint(ModelCheckpoint):
         # backend of its own, on the run active then.
         self._artifact_name: str | None = artifact_name
         self.artifact_type: str = artifact_type
-        self._wandb_backend().close()
+        if self._logs_artifacts:
+            self._wandb_backend().close()
 
     @property
     def artifact_name(self) -> str | None:
@@ -124,4 +130,6 @@ class WandbModelCheckpoint(ModelCheckpoint):
 
     def _engine_backends(self) -> list[Any]:
         """A fresh W&B backend for each engine (one per ``fit``), then the user's backends."""
+        if not self._logs_artifacts:
+            return super()._engine_backends()
         return [self._wandb_backend(), *super()._engine_backends()]
