@@ -30,6 +30,52 @@ log = logging.getLogger("ckptcore")
 _UNITS = ("B", "kB", "MB", "GB", "TB")
 
 
+class _Watcher:
+    """One daemon thread for the whole process that says which saves are still running.
+
+    A thread per save would outlive a save stuck in storage; this one is started once and
+    idles on a condition while no save is slow.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._jobs: dict[int, list[Any]] = {}  # key -> [next time, tick, every]
+        self._keys = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ckptcore-progress", daemon=True)
+                self._thread.start()
+
+    def add(self, first: float, every: float, tick: Callable[[], None]) -> int:
+        self.start()
+        with self._cond:
+            self._keys += 1
+            self._jobs[self._keys] = [time.monotonic() + first, tick, every]
+            self._cond.notify()
+            return self._keys
+
+    def remove(self, key: int) -> None:
+        with self._cond:
+            self._jobs.pop(key, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for job in self._jobs.values():
+                    if job[0] <= now:
+                        job[0] = now + job[2]
+                        job[1]()  # under the lock: a save that has ended is never reported
+                upcoming = min((job[0] for job in self._jobs.values()), default=None)
+                self._cond.wait(None if upcoming is None else max(0.0, upcoming - time.monotonic()))
+
+
+_WATCHER = _Watcher()
+
+
 def human_size(size: float) -> str:
     """``1234567`` -> ``"1.2 MB"`` (powers of 1000, as file managers show sizes)."""
     for unit in _UNITS:
@@ -64,6 +110,7 @@ class Reporter:
         self.printer = printer
         self.verbose = verbose
         self.noun = noun
+        _WATCHER.start()  # once per process, before training starts
 
     def say(self, message: str, level: int = logging.INFO) -> None:
         """Log ``message`` at ``level``; print it too at ``verbose >= 1``."""
@@ -117,21 +164,15 @@ class Reporter:
         that it is still going; when it returns, say it is committed (:meth:`committed`, with
         ``size()`` bytes).
         """
-        done = threading.Event()
         start = time.monotonic()
 
-        def watch() -> None:
-            wait = self.slow_after
-            while not done.wait(wait):
-                self.say(f"\nEpoch {epoch}: still saving {self.noun} to {location} "
-                         f"({time.monotonic() - start:.0f} s so far)")
-                wait = self.slow_every
+        def tick() -> None:
+            self.say(f"\nEpoch {epoch}: still saving {self.noun} to {location} "
+                     f"({time.monotonic() - start:.0f} s so far)")
 
-        watcher = threading.Thread(target=watch, name="ckptcore-progress", daemon=True)
-        watcher.start()
+        key = _WATCHER.add(self.slow_after, self.slow_every, tick)
         try:
             yield
         finally:
-            done.set()
-            watcher.join()
+            _WATCHER.remove(key)
         self.committed(epoch, location, size(), time.monotonic() - start)
