@@ -157,6 +157,9 @@ class WandbBackend(BaseBackend):
     def put(self, src: str, relpath: str, info: CommitInfo) -> str:
         """Log ``src`` (a file or a directory) as a new artifact version named by ``relpath``.
 
+        A file is stored under ``relpath``; a directory's contents at the artifact's root (W&B's
+        layout), with ``relpath`` in the metadata (``path``).
+
         A file whose SHA-256 equals the last version logged for ``relpath`` is not logged again.
         """
         if not os.path.exists(src):
@@ -193,7 +196,9 @@ class WandbBackend(BaseBackend):
         artifact = wandb.Artifact(self.artifact_name, type=self.artifact_type, metadata=metadata)
         policy = "immutable" if immutable else "mutable"
         if os.path.isdir(src):
-            artifact.add_dir(src, name=relpath, policy=policy)
+            # The directory's contents at the artifact's root, as W&B's own callback logs a
+            # SavedModel: ``artifact.download()`` is then the directory itself.
+            artifact.add_dir(src, policy=policy)
         else:
             artifact.add_file(src, name=relpath, policy=policy)
         return artifact

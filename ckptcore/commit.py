@@ -97,6 +97,7 @@ class Committer:
         self._best = state()[0].get("best")
         # (backend name, path) of pruned checkpoints not deleted yet: retried at later saves.
         self._undeleted: list[tuple[str, str]] = []
+        self.on_deleted: Callable[[str, str], None] = lambda name, path: None  # (backend, path) deleted
         # Per backend, the paths its manifest listed when this run last wrote it.
         self._stored: dict[str, set[str]] = {}
         self._dirty = False
@@ -309,6 +310,8 @@ class Committer:
             except Exception as exc:  # noqa: BLE001 - pruning is best effort; tried again later
                 log.warning("could not delete %r from %s: %s", path, name, exc)
                 left.append((name, path))
+            else:
+                self.on_deleted(name, backend.locate(path))
         with self.lock:
             self._undeleted.extend(left)
             waiting = {path for _name, path in self._undeleted}

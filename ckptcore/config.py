@@ -61,6 +61,7 @@ class CheckpointConfig(BaseModel):
     mode_hint: Optional[str] = None
     save_freq: Union[str, int] = "epoch"
     every_n_epochs: int = 1
+    every_n_steps: Optional[int] = None
     every_seconds: Optional[float] = None
     initial_value_threshold: Optional[float] = None
     min_delta: float = 0.0
@@ -144,14 +145,14 @@ class CheckpointConfig(BaseModel):
         try:
             return validate_save_freq(value)
         except ConfigError as exc:
-            raise ValueError(str(exc).split(": ", 1)[1]) from exc
+            raise ValueError(str(exc)) from exc
 
     @field_validator("every_n_epochs", "max_pending", mode="before")
     @classmethod
     def _positive_int(cls, value: Any) -> int:
         return _count(value)
 
-    @field_validator("keep_last", "keep_best", "keep_every_n_epochs", mode="before")
+    @field_validator("keep_last", "keep_best", "keep_every_n_epochs", "every_n_steps", mode="before")
     @classmethod
     def _keep(cls, value: Any) -> Optional[int]:
         return None if value is None else _count(value)
@@ -236,12 +237,24 @@ class CheckpointConfig(BaseModel):
             config = cls(**kwargs)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from exc
+        if config.every_n_steps is not None:
+            config = _steps_as_save_freq(config)
         if config.every_n_epochs != 1 and config.save_freq != "epoch":
             raise ConfigError(
                 f"every_n_epochs: got {config.every_n_epochs!r} with save_freq={config.save_freq!r}; "
                 "allowed: every_n_epochs with save_freq='epoch' (an int save_freq counts batches)"
             )
         return config
+
+
+def _steps_as_save_freq(config: CheckpointConfig) -> CheckpointConfig:
+    """``every_n_steps=N`` is ``save_freq=N`` (every N batches run), spelled as step counters read."""
+    if config.save_freq != "epoch":
+        raise ConfigError(
+            f"every_n_steps: got {config.every_n_steps!r} with save_freq={config.save_freq!r}; "
+            "allowed: one of them (every_n_steps=N is save_freq=N, every N batches run)"
+        )
+    return config.model_copy(update={"save_freq": config.every_n_steps})
 
 
 def _describe(exc: ValidationError) -> str:
@@ -252,7 +265,8 @@ def _describe(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(CheckpointConfig.model_fields))
             msg = f"unknown argument; allowed: {allowed}"
-        elif not msg.startswith("got") and not msg.startswith("filepath"):
+        elif not msg.startswith(("got", "filepath", "Unrecognized ")):
             msg = f"got {err.get('input')!r}; {msg}"
-        lines.append(msg if msg.startswith("filepath:") else f"{field}: {msg}")
+        keep = msg.startswith(("filepath:", "Unrecognized "))  # messages that name their field
+        lines.append(msg if keep else f"{field}: {msg}")
     return "; ".join(lines)

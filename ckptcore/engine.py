@@ -7,7 +7,6 @@ It decides (schedule, tracker), names (template), hands the write to the commit 
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any, Callable, Mapping
 
 from ckptcore.commit import Committer
@@ -20,12 +19,14 @@ from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
 from ckptcore.preemption import PreemptionGuard, preempted_name
+from ckptcore.reporting import Reporter
 from ckptcore.resume import ResumePoint
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
 from ckptcore.tracker import BestTracker, PendingBests
+from ckptcore.warn import warn
 from ckptcore.writer import BackgroundWriter
 
 __all__ = ["Checkpointer"]
@@ -52,6 +53,8 @@ class Checkpointer:
         snapshot: For ``async_save``: called on the training thread, returns a ``write(path)``
             function bound to a copy of the state, which the background thread then runs.
         printer: Where verbose messages go (default ``print``).
+        noun: What messages call a checkpoint (``"saving checkpoint to ..."``); the Keras
+            callbacks pass ``"model"``, as Keras words it.
         run_id: Continue an earlier engine session (such as a previous ``fit`` of the same
             callback): retention then treats that session's checkpoints as this one's own.
         **options: Every other argument of :class:`CheckpointConfig` (``monitor``, ``mode``,
@@ -69,6 +72,7 @@ class Checkpointer:
         *,
         snapshot: Callable[[], WriteFn] | None = None,
         printer: Callable[[str], None] = print,
+        noun: str = "checkpoint",
         run_id: str | None = None,
         **options: Any,
     ) -> None:
@@ -78,11 +82,9 @@ class Checkpointer:
             raise ConfigError(f"write: got {write!r}; allowed: a callable write(path)")
         if snapshot is not None and not callable(snapshot):
             raise ConfigError(f"snapshot: got {snapshot!r}; allowed: a callable returning write(path)")
-        if not callable(printer):
-            raise ConfigError(f"printer: got {printer!r}; allowed: a callable taking one message string")
         self._write = write
         self._snapshot = snapshot
-        self._print = printer
+        self.reporter = Reporter(printer, cfg.verbose, noun)
         self.template = FilepathTemplate(cfg.filepath)
         self.mode = resolve_mode(cfg.monitor, cfg.mode, cfg.mode_hint)
         self.tracker = BestTracker(self.mode, cfg.min_delta, cfg.initial_value_threshold, monitor=cfg.monitor)
@@ -107,6 +109,7 @@ class Checkpointer:
             manifest=opened.manifest, protected=opened.protected,
             retry=RetryPolicy(retries=cfg.retries, backoff=cfg.retry_backoff),
         )
+        self.committer.on_deleted = lambda _name, where: self.reporter.deleted(self.epoch + 1, where, self.retention)
         self.deadline = SaveDeadline(resolve_timeout(cfg.storage_timeout, backends))
         # The committer's lock also guards the tracker state it writes into the manifest;
         # a hung storage call may hold it, so training waits for it within the deadline.
@@ -131,53 +134,55 @@ class Checkpointer:
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None, *,
                            steps: int | None = None) -> str | None:
-        """Report that batches up to 0-based index ``batch`` of this epoch have run.
+        """Report that batches up to 0-based index ``batch`` of this epoch have run (``logs``: its
+        metrics; ``steps``: batches per epoch, when known, see :meth:`SaveSchedule.advance`);
+        save when the schedule says so and return the relative path saved, or None."""
+        counted, due = self.batch_end_due(batch, logs, steps=steps)
+        return self._maybe_save(self.epoch, counted, logs) if due else None
 
-        Args:
-            batch: The 0-based index of the last batch run.
-            logs: The metrics of that batch.
-            steps: Batches per epoch, when known (see :meth:`SaveSchedule.advance`).
-
-        Returns:
-            The relative path saved, or None.
-        """
+    def batch_end_due(self, batch: int, logs: Mapping[str, Any] | None = None, *,
+                      steps: int | None = None) -> tuple[int, bool]:
+        """Count batches up to index ``batch``; return the index counted (bounded by ``steps``)
+        and whether a save is due (then marked handled). Saves nothing itself."""
         if self._epoch_ended:
             # A loop that calls no on_epoch_begin: this batch starts the next epoch.
             self.on_epoch_begin(self.epoch + 1)
         batch = self.schedule.advance(batch, steps)
         self._last = (self.epoch, batch, dict(logs or {}))
-        if not (self.schedule.batch_due() or self.schedule.time_due()):
-            self._check_background()
-            return None
-        self.schedule.consume()
-        return self._maybe_save(self.epoch, batch, logs)
+        return batch, self._due(self.schedule.batch_due())
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str | None:
-        """Report the end of 0-based ``epoch``; saves when the schedule says so.
+        """Report the end of 0-based ``epoch``; save when the schedule says so (return its path)."""
+        return self._maybe_save(epoch, None, logs) if self.epoch_end_due(epoch, logs) else None
 
-        Returns:
-            The relative path saved, or None.
-        """
+    def epoch_end_due(self, epoch: int, logs: Mapping[str, Any] | None = None) -> bool:
+        """Record the end of 0-based ``epoch``; whether a save is due (then marked handled)."""
         self.epoch = epoch
         self._epoch_ended = True
         self._last = (epoch, None, dict(logs or {}))
-        if not (self.schedule.epoch_due(epoch) or self.schedule.time_due()):
+        return self._due(self.schedule.epoch_due(epoch))
+
+    def _due(self, scheduled: bool) -> bool:
+        if not (scheduled or self.schedule.time_due()):
             self._check_background()
-            return None
+            return False
         self.schedule.consume()
-        return self._maybe_save(epoch, None, logs)
+        return True
 
     def save(self, epoch: int | None = None, batch: int | None = None,
-             logs: Mapping[str, Any] | None = None) -> str | None:
-        """Save now, outside the schedule (still honouring ``save_best_only``)."""
-        return self._maybe_save(self.epoch if epoch is None else epoch, batch, logs)
+             logs: Mapping[str, Any] | None = None, *, name: str | None = None) -> str | None:
+        """Save now, outside the schedule (still honouring ``save_best_only``), under the
+        template's name or ``name`` (a path relative to the root)."""
+        return self._maybe_save(self.epoch if epoch is None else epoch, batch, logs, name)
 
     # -- the decision -------------------------------------------------------------------------
-    def _maybe_save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+    def _maybe_save(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None,
+                    name: str | None = None) -> str | None:
         with self._guard.deferred():  # a SIGTERM now waits until this save is handed over
-            return self._decide(epoch, batch, logs)
+            return self._decide(epoch, batch, logs, name)
 
-    def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None) -> str | None:
+    def _decide(self, epoch: int, batch: int | None, logs: Mapping[str, Any] | None,
+                name: str | None = None) -> str | None:
         if self._closed:
             raise RuntimeError(
                 f"{self!r} is closed; create a new Checkpointer (resume=True continues this run)"
@@ -187,19 +192,17 @@ class Checkpointer:
         monitor = self.config.monitor
         value = self._monitor.read(logs)
         improved = value is not None and self.tracker.is_improvement(value)
+        best = self.reporter.best_text(self.tracker.best, self.mode)
         if self.config.save_best_only:
             if value is None:
                 self._monitor.warn_missing(logs)
                 return None
             if not improved:
-                self._say(f"\nEpoch {epoch + 1}: {monitor} did not improve from {self._best_text()}")
+                self.reporter.not_improved(epoch, monitor, best)
                 return None
-        relpath = self.template.render(epoch, batch, logs)
-        if improved and self.config.save_best_only:
-            self._say(f"\nEpoch {epoch + 1}: {monitor} improved from {self._best_text()} to "
-                      f"{value:.5f}, saving model to {self.template.join(relpath)}")
-        else:
-            self._say(f"\nEpoch {epoch + 1}: saving model to {self.template.join(relpath)}")
+        relpath = name or self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
+        self.reporter.saving(epoch, self.template.join(relpath),
+                             (monitor, best, value) if improved and self.config.save_best_only else None)
         try:
             previous = self.bests.record(value, improved)
         except StorageTimeoutError as exc:
@@ -250,7 +253,8 @@ class Checkpointer:
         try:
             if problem := self.committer.foreign_directory(relpath):
                 raise CheckpointSaveError(relpath, problem) from IsADirectoryError(problem)
-            self.committer.save(relpath, write, entry)
+            with self.reporter.progress(entry.epoch, self.template.join(relpath), size=lambda: entry.size):
+                self.committer.save(relpath, write, entry)
         except BaseException:
             if entry.is_best and not entry.backends:  # nothing was committed anywhere
                 self.bests.undo(previous)
@@ -273,14 +277,6 @@ class Checkpointer:
         return self._write
 
     # -- helpers ------------------------------------------------------------------------------
-    def _best_text(self) -> str:
-        best = self.tracker.best
-        return ("inf" if self.mode == "min" else "-inf") if best is None else f"{best:.5f}"
-
-    def _say(self, message: str) -> None:
-        if self.config.verbose > 0:
-            self._print(message)
-
     def _check_background(self) -> None:
         if self.writer is not None:
             try:
@@ -300,7 +296,7 @@ class Checkpointer:
         storage = cause is None or isinstance(cause, OSError) or is_transient(cause)
         if self.config.on_save_error == "raise" or not storage:
             raise exc
-        warnings.warn(f"{exc}; training goes on", CheckpointSaveWarning, stacklevel=5)
+        warn(f"{exc}; training goes on", CheckpointSaveWarning)
 
     # -- preemption ---------------------------------------------------------------------------
     def _save_on_preemption(self, exiting: bool) -> None:
@@ -315,7 +311,7 @@ class Checkpointer:
         latest = self.manifest.latest(self.run_id)
         if latest is None or (latest.epoch, latest.global_step) != (epoch + 1, self.schedule.batches_run):
             try:
-                relpath = self.template.render(epoch, batch, logs)
+                relpath = self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
             except ValueError as exc:
                 log.warning("save_on_preemption: no final checkpoint, it cannot be named yet: %s", exc)
                 return self.close() if exiting else None
@@ -323,7 +319,7 @@ class Checkpointer:
             if there is not None and (there.is_best or there.run_id != self.run_id):
                 relpath = preempted_name(relpath)
             entry = self._entry(relpath, epoch, batch, logs, partial=not self._epoch_ended)
-            self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")
+            self.reporter.saving(epoch, self.template.join(relpath), reason="stopping on a signal, ")
             try:
                 self._dispatch(relpath, entry, self.tracker.state_dict())
             except CheckpointSaveError as exc:

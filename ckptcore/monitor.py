@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Mapping
 
 from ckptcore.errors import MonitorError
 from ckptcore.scalars import to_scalar
+from ckptcore.warn import warn
 
 __all__ = ["Monitor"]
 
@@ -45,7 +45,7 @@ class Monitor:
                 raise
             if not self._warned_unscalar:
                 self._warned_unscalar = True
-                warnings.warn(f"{exc}; saving without a monitored value", stacklevel=5)
+                warn(f"{exc}; saving without a monitored value")
             return None
 
     def warn_missing(self, logs: Mapping[str, Any]) -> None:
@@ -54,8 +54,7 @@ class Monitor:
             return
         self._warned_missing = True
         keys = ", ".join(sorted(logs)) or "(none)"
-        warnings.warn(
+        warn(
             f"Can save best model only with {self.name} available; skipping. "
-            f"Keys present in the logs: {keys}",
-            stacklevel=5,
+            f"Keys present in the logs: {keys}"
         )

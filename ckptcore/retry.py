@@ -121,7 +121,8 @@ class RetryPolicy:
                 delay = next(delays, None)
                 if delay is None:
                     raise
-                log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
+                # Named, as Python's last-resort handler prints the message alone.
+                log.warning("ckptcore: %s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
                 self.sleep(delay)
 
 

@@ -28,9 +28,11 @@ def validate_save_freq(save_freq: Any) -> str | int:
         return "epoch"
     if isinstance(save_freq, int) and not isinstance(save_freq, bool) and save_freq > 0:
         return save_freq
+    # Keras's own wording first: code and tests match on "Unrecognized save_freq".
     raise ConfigError(
-        f"save_freq: got {save_freq!r} ({type(save_freq).__name__}); "
-        "allowed: 'epoch' or a positive int (a number of batches)"
+        f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values "
+        f"(got {save_freq!r} ({type(save_freq).__name__}); allowed: 'epoch' or a positive int, "
+        "a number of batches)"
     )
 
 

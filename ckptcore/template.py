@@ -1,7 +1,8 @@
 """Filepath templates: ``"runs/a/w-{epoch:02d}-{val_loss:.3f}.keras"``.
 
 Placeholders are parsed once, at construction. ``{epoch}`` and ``{batch}`` are 1-based (as in
-Keras); any other placeholder is looked up in the logs. Rendered values are escaped so that a
+Keras); ``{step}`` is the global step, the number of batches run in the whole run (across
+epochs, continued on resume), unless the logs hold a ``step`` of their own; any other placeholder is looked up in the logs. Rendered values are escaped so that a
 metric name or value holding ``/``, ``\\`` or ``..`` can never move a file out of the
 checkpoint root.
 """
@@ -17,13 +18,16 @@ from ckptcore.errors import MissingKeyError, TemplateError
 from ckptcore.names import NAME_MAX, RESERVED_DIR, TEMP_MARK, name_bytes, reserved_reason
 from ckptcore.scalars import shown
 
-__all__ = ["FilepathTemplate", "split_root"]
+__all__ = ["COUNTERS", "FilepathTemplate", "split_root"]
+
+#: Placeholders the engine fills in itself (whole numbers); every other one comes from the logs.
+COUNTERS: tuple[str, ...] = ("epoch", "batch", "step")
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _UNSAFE = re.compile(r"[/\\\x00]")
 _NUMBER = re.compile(r"\d+")
 #: Placeholders whose values are always ints (1-based), so their format specs are checked early.
-_INT_FIELDS = ("epoch", "batch")
+_INT_FIELDS = COUNTERS
 _SLOT = "\x00"  # stands for a placeholder's value in a template's skeleton
 
 
@@ -35,7 +39,7 @@ def _value_pattern(field: "_Field") -> str:
     if field.name is None:
         return ""
     kind = field.spec[-1:] if field.spec else ""
-    if field.name in ("epoch", "batch") and kind in ("", "d"):
+    if field.name in COUNTERS and kind in ("", "d"):
         return r" *[0-9]+"
     if kind and kind in "deEfFgGn%":
         return _NUMBER_VALUE
@@ -206,13 +210,16 @@ class FilepathTemplate:
         """Whether every save goes to the same name."""
         return not self.placeholders
 
-    def render(self, epoch: int | None = None, batch: int | None = None, logs: Mapping[str, Any] | None = None) -> str:
+    def render(self, epoch: int | None = None, batch: int | None = None, logs: Mapping[str, Any] | None = None,
+               step: int | None = None) -> str:
         """Render the path of one checkpoint, relative to :attr:`root`.
 
         Args:
             epoch: 0-based epoch (rendered 1-based), or None.
             batch: 0-based batch (rendered 1-based), or None.
             logs: Metric values.
+            step: The global step (batches run so far in the run), or None; a ``step`` key in
+                ``logs`` (a loop counting its own steps) takes precedence.
 
         Raises:
             MissingKeyError: A placeholder has no value; the message lists the keys present.
@@ -223,6 +230,8 @@ class FilepathTemplate:
             values["epoch"] = epoch + 1
         if batch is not None:
             values["batch"] = batch + 1
+        if step is not None:
+            values.setdefault("step", step)  # a loop that logs its own step count keeps it
         out = []
         for field in self._fields:
             out.append(field.literal)
@@ -267,7 +276,7 @@ class FilepathTemplate:
     def matches(self, relative: str) -> bool:
         """Whether ``relative`` could have been rendered from this template.
 
-        ``{epoch}`` and ``{batch}`` match digits only and a numeric format spec (``{loss:.3f}``)
+        ``{epoch}``, ``{batch}`` and ``{step}`` match digits only and a numeric format spec (``{loss:.3f}``)
         a number, so ``model-{epoch}.keras`` does not match ``model-best.keras``.
         """
         pattern = "".join(re.escape(f.literal) + _value_pattern(f) for f in self._fields)

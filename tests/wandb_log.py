@@ -110,17 +110,18 @@ def recorded_artifacts(sync_file: str, timeout: float = 60.0) -> list[RecordedAr
 def stored_files(artifacts: list[RecordedArtifact]) -> dict[str, bytes]:
     """The bytes W&B would upload for each checkpoint path: its last version wins.
 
-    A version holds one checkpoint (``metadata["path"]``): a file, or a directory whose files
-    are listed under ``path/``.
+    A version holds one checkpoint (``metadata["path"]``): a file stored under that path, or a
+    directory whose files sit at the artifact's root (returned here under ``path/``).
     """
     out: dict[str, bytes] = {}
     for artifact in artifacts:
         ckpt = artifact.metadata["path"]
         for key in [k for k in out if k == ckpt or k.startswith(ckpt + "/")]:
             del out[key]
+        directory = ckpt not in artifact.files
         for entry in artifact.files.values():
             with open(entry.local_path, "rb") as fh:
-                out[entry.path] = fh.read()
+                out[f"{ckpt}/{entry.path}" if directory else entry.path] = fh.read()
     return out
 
 

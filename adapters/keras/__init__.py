@@ -1,4 +1,4 @@
-"""The Keras 3 adapter: drop-in ``ModelCheckpoint`` and ``WandbModelCheckpoint`` callbacks.
+"""The Keras 3 adapter: drop-in ``ModelCheckpoint``, ``WandbModelCheckpoint`` and ``EarlyStopping``.
 
 Works with the TensorFlow, JAX and PyTorch backends of Keras 3::
 
@@ -23,12 +23,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without keras in
 
 from ckptcore.adapters.keras.backup import BackupAndRestore
 from ckptcore.adapters.keras.callback import EXTRAS, ModelCheckpoint
+from ckptcore.adapters.keras.early_stopping import EarlyStopping
 from ckptcore.adapters.keras.formats import FORMATS
 from ckptcore.adapters.keras.loading import load_best, load_latest
 from ckptcore.adapters.keras.resume import CheckpointMismatchError, Restored, restore_weights
 from ckptcore.adapters.keras.wandb_callback import WandbModelCheckpoint
 
 __all__ = [
-    "EXTRAS", "FORMATS", "BackupAndRestore", "CheckpointMismatchError", "ModelCheckpoint", "Restored", "WandbModelCheckpoint",
-    "load_best", "load_latest", "restore_weights",
+    "EXTRAS", "FORMATS", "BackupAndRestore", "CheckpointMismatchError", "EarlyStopping", "ModelCheckpoint", "Restored",
+    "WandbModelCheckpoint", "load_best", "load_latest", "restore_weights",
 ]

@@ -8,7 +8,6 @@ metric's direction from the model, and forwards the training hooks to a
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any, Callable, Mapping
 
 import keras
@@ -22,8 +21,10 @@ from ckptcore.modes import resolve_mode
 from ckptcore.resume import RESUME_STATE, ResumePoint
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
+from ckptcore.warn import warn
 
 from ckptcore.adapters.keras.distributed import check_layout, chief
+from ckptcore.adapters.keras.keras_api import KerasCheckpointAPI, keras2_arguments
 from ckptcore.adapters.keras.formats import SAVED_MODEL, check_backend, check_options, detect_format, make_write
 from ckptcore.adapters.keras.monitor import direction_hint, metrics_built
 from ckptcore.adapters.keras.resume import Restored, end_fit, resume_fit
@@ -57,7 +58,7 @@ def _check_extras(owner: str, kwargs: Mapping[str, Any], allowed: tuple[str, ...
         )
 
 
-class ModelCheckpoint(keras.callbacks.Callback):
+class ModelCheckpoint(KerasCheckpointAPI, keras.callbacks.Callback):
     """Save the Keras model or its weights during training, through the ckptcore engine.
 
     Takes the arguments of ``keras.callbacks.ModelCheckpoint`` (same meaning, same file
@@ -68,8 +69,9 @@ class ModelCheckpoint(keras.callbacks.Callback):
     background; see :mod:`ckptcore.adapters.keras.snapshot`); ``async_save=False`` opts out.
 
     Args:
-        filepath: Path or URL template: ``{epoch}``, ``{batch}`` (1-based) and logs keys.
-            Ends in ``.keras`` or ``.h5`` (whole model), ``.weights.h5`` (with
+        filepath: Path or URL template: ``{epoch}``, ``{batch}`` (1-based), ``{step}`` (the
+            global step: batches run in the whole run) and logs keys. Ends in ``.keras``,
+            ``.h5`` or ``.hdf5`` (whole model), ``.weights.h5`` (with
             ``save_weights_only=True``), or has no suffix (a TensorFlow SavedModel export,
             TensorFlow backend only).
         monitor: The logs key to monitor, such as ``"val_loss"``.
@@ -82,7 +84,8 @@ class ModelCheckpoint(keras.callbacks.Callback):
             with ``steps_per_execution``).
         options: A ``tf.saved_model.SaveOptions`` for a SavedModel export; None otherwise.
         initial_value_threshold: Starting "best" value; only better values are saved.
-        **kwargs: The keyword-only extras above.
+        **kwargs: The keyword-only extras above; Keras 2's ``period=N`` is taken as
+            ``every_n_epochs=N`` with a ``DeprecationWarning``.
 
     Raises:
         ConfigError: An argument is invalid (a ``ValueError``; raised here, before training).
@@ -112,6 +115,7 @@ class ModelCheckpoint(keras.callbacks.Callback):
                 f"save_weights_only: got {save_weights_only!r} "
                 f"({type(save_weights_only).__name__}); allowed: True or False"
             )
+        keras2_arguments(type(self).__name__, kwargs)
         _check_extras(type(self).__name__, kwargs, self.extra_names)
         kwargs.setdefault("async_save", True)  # host snapshot now, write in the background
         self._engine_args: dict[str, Any] = dict(
@@ -132,7 +136,11 @@ class ModelCheckpoint(keras.callbacks.Callback):
         self.mode = config.mode
         self.save_freq = config.save_freq
         self.initial_value_threshold = config.initial_value_threshold
-        self._batch_hooks = SaveSchedule(config.save_freq, config.every_n_epochs, config.every_seconds).uses_batches
+        # Batch hooks for a batch schedule, an overridden _should_save_on_batch, and {step}
+        # (counted at each batch: a dataset of unknown length reports no steps per epoch).
+        self._batch_hooks = (SaveSchedule(config.save_freq, config.every_n_epochs, config.every_seconds).uses_batches
+                             or type(self)._should_save_on_batch is not KerasCheckpointAPI._should_save_on_batch
+                             or "step" in FilepathTemplate(self.filepath).placeholders)
         self._check_backend_specs(config)
         #: ``resume=True`` (or a source root) restores the model too; ``"state"`` the tracker only.
         self._resumes_model = bool(config.resume) and config.resume != RESUME_STATE
@@ -141,12 +149,11 @@ class ModelCheckpoint(keras.callbacks.Callback):
                               "cannot be restored into a model; allowed: resume='state' (the best value and "
                               "batch count only), or a .keras filepath")
         if self.save_best_only and isinstance(self.save_freq, int) and self.monitor.startswith("val_"):
-            warnings.warn(
+            warn(
                 f"ModelCheckpoint: save_best_only with save_freq={self.save_freq} saves at batch "
                 f"ends, whose logs hold no validation metrics, so {self.monitor!r} is never there "
                 "and nothing would be saved; monitor a training metric (such as 'loss') or use "
-                "save_freq='epoch'",
-                stacklevel=2,
+                "save_freq='epoch'"
             )
         self._engine: Checkpointer | None = None
         self._engine_open = False
@@ -193,10 +200,11 @@ class ModelCheckpoint(keras.callbacks.Callback):
         return super().on_train_batch_end
 
     def _save_on_batch(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        engine = self._ensure_engine()
         # With steps_per_execution=k Keras reports the last index of each execution, the final,
         # partial one of an epoch past the end (index 11 of 10): the schedule bounds it by steps.
-        self._finished(engine.on_train_batch_end(batch, logs, steps=self._steps_per_epoch()), engine)
+        self._batch_logs = logs
+        if self._should_save_on_batch(batch):
+            self._save_model(epoch=self._current_epoch, batch=self._last_batch_seen, logs=logs)
 
     # -- Keras hooks --------------------------------------------------------------------------
     def set_model(self, model: Any) -> None:
@@ -239,7 +247,8 @@ class ModelCheckpoint(keras.callbacks.Callback):
         steps = self._steps_per_epoch()
         if not self._batch_hooks and steps is not None:
             engine.schedule.advance(steps - 1)  # keeps global_step right without batch hooks
-        self._finished(engine.on_epoch_end(epoch, logs), engine)
+        if engine.epoch_end_due(epoch, logs):
+            self._save_model(epoch=epoch, batch=None, logs=logs)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """Finish pending saves, write the manifest and release the storage backends."""
@@ -293,13 +302,6 @@ class ModelCheckpoint(keras.callbacks.Callback):
         """The engine of the current (or last) training run; None before training."""
         return self._engine
 
-    @property
-    def best(self) -> float | None:
-        """The best monitored value so far (``initial_value_threshold`` before any)."""
-        if self._engine is None:
-            return self.initial_value_threshold
-        return self._engine.tracker.best
-
     def _require_model(self) -> Any:
         model = self.model
         if model is None:
@@ -352,6 +354,7 @@ class ModelCheckpoint(keras.callbacks.Callback):
             write=write,
             snapshot=self._snapshot,
             printer=_print_msg,
+            noun="model",  # Keras's wording: "saving model to ..."
             run_id=None if previous is None else previous.run_id,
             **args,
         )
@@ -359,14 +362,11 @@ class ModelCheckpoint(keras.callbacks.Callback):
             engine.schedule.load_state_dict(previous.schedule.state_dict())
             if previous.mode == engine.mode:
                 engine.tracker.load_state_dict(previous.tracker.state_dict())
+        if self._best_given is not None:  # ``callback.best = value`` before training
+            engine.tracker.best, self._best_given = self._best_given[0], None
         engine.on_epoch_begin(self._epoch)
         self._engine, self._engine_open = engine, True
         return engine
-
-    def _finished(self, relpath: str | None, engine: Checkpointer) -> None:
-        if relpath is None or self.verbose <= 0 or engine.writer is not None:
-            return
-        _print_msg(f"\nEpoch {engine.epoch + 1}: finished saving model to {engine.template.join(relpath)}")
 
     def __repr__(self) -> str:
         return (

@@ -6,7 +6,7 @@ The format follows the filepath, as in Keras 3:
 filepath ends in   ``save_weights_only``        written with
 =================  ===========================  ==========================================
 ``.keras``         False                        what ``model.save`` writes (Keras archive)
-``.h5``            False                        what ``model.save`` writes (legacy HDF5)
+``.h5``, ``.hdf5``  False                        what ``model.save`` writes (legacy HDF5)
 ``.weights.h5``    True                         what ``model.save_weights`` writes
 no suffix          False                        a TensorFlow SavedModel export directory
 =================  ===========================  ==========================================
@@ -53,7 +53,7 @@ _WEIGHTS_MESSAGE = (
 )
 _MODEL_MESSAGE = (
     "The filepath provided must end in `.keras` (Keras model format). Received: "
-    "filepath={filepath}. Also allowed: `.h5` (legacy HDF5 model), or no suffix at all, which "
+    "filepath={filepath}. Also allowed: `.h5` or `.hdf5` (legacy HDF5 model), or no suffix at all, which "
     "exports a TensorFlow SavedModel directory (TensorFlow backend only)."
 )
 
@@ -95,7 +95,8 @@ def detect_format(filepath: str, save_weights_only: bool) -> str:
         )
     if filepath.endswith(".keras"):
         return KERAS
-    if filepath.endswith(".h5"):
+    if filepath.endswith((".h5", ".hdf5")):
+        # ``.hdf5`` is Keras 2's most copied spelling; Keras 3's writer and load_model take it.
         return H5
     if "." not in _trailing_literal(filepath):
         return SAVED_MODEL

@@ -127,11 +127,11 @@ def _download(backend: Any, relpath: str, path: str, limit: int | None) -> None:
 
 
 def _suffix(name: str) -> str:
-    """The suffix Keras reads the format from: ``.weights.h5``, ``.keras`` or ``.h5``."""
-    for suffix in (".weights.h5", ".keras", ".h5"):
+    """The suffix Keras reads the format from: ``.weights.h5``, ``.keras``, ``.h5`` or ``.hdf5``."""
+    for suffix in (".weights.h5", ".keras", ".h5", ".hdf5"):
         if name.endswith(suffix):
             return suffix
-    raise ConfigError(f"{name!r} is not a Keras checkpoint; allowed: a .keras, .h5 or .weights.h5 file")
+    raise ConfigError(f"{name!r} is not a Keras checkpoint; allowed: a .keras, .h5, .hdf5 or .weights.h5 file")
 
 
 def _load_file(path: str, model: Any, custom_objects: Any, compile: bool) -> Any:

@@ -25,11 +25,12 @@ import os
 import shutil
 import tempfile
 import threading
-import warnings
 import weakref
 from typing import Any, Callable
 
 import numpy as np
+
+from ckptcore.warn import warn
 
 __all__ = ["HostBuffers", "KerasSnapshot", "host_array"]
 
@@ -265,7 +266,7 @@ class KerasSnapshot:
 
             self.reason = internals.support_problem()
             if self.reason is not None:
-                warnings.warn(f"non-blocking saves write synchronously: {self.reason}", stacklevel=2)
+                warn(f"non-blocking saves write synchronously: {self.reason}")
                 self.kind = "sync"
         self._pool = _Pool()
 

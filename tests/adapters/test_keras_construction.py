@@ -62,7 +62,7 @@ def test_format_follows_the_suffix(tmp_path, filepath, weights_only, fmt):
         ("m.h5", True, "must end in `.weights.h5`"),
         ("m", True, "must end in `.weights.h5`"),
         ("m.pt", False, "must end in `.keras`"),
-        ("m-{epoch}.hdf5", False, "must end in `.keras`"),
+        ("m-{epoch}.hdf5", True, "must end in `.weights.h5`"),  # a full model only, as Keras 2 wrote it
         ("m.weights.h5", False, "save_weights_only=False"),  # Keras would write a full model there
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -60,15 +61,22 @@ def test_save_best_only_with_verbose_messages(tmp_path, npwrite, printed, helper
     saved = _run_epochs(ck, [0.5, 0.6, 0.4, math.nan, math.inf, -math.inf, 0.3], npwrite=npwrite)
     ck.close()
     assert saved == ["w-01-0.500.npy", None, "w-03-0.400.npy", None, None, None, "w-07-0.300.npy"]
-    assert printed == [
-        f"\nEpoch 1: val_loss improved from inf to 0.50000, saving model to {root / 'w-01-0.500.npy'}",
+    decisions = [line for line in printed if "finished saving" not in line]
+    assert decisions == [  # Keras's wording, with "checkpoint" for "model" in the generic engine
+        f"\nEpoch 1: val_loss improved from inf to 0.50000, saving checkpoint to {root / 'w-01-0.500.npy'}",
         "\nEpoch 2: val_loss did not improve from 0.50000",
-        f"\nEpoch 3: val_loss improved from 0.50000 to 0.40000, saving model to {root / 'w-03-0.400.npy'}",
+        f"\nEpoch 3: val_loss improved from 0.50000 to 0.40000, saving checkpoint to {root / 'w-03-0.400.npy'}",
         "\nEpoch 4: val_loss did not improve from 0.40000",
         "\nEpoch 5: val_loss did not improve from 0.40000",
         "\nEpoch 6: val_loss did not improve from 0.40000",
-        f"\nEpoch 7: val_loss improved from 0.40000 to 0.30000, saving model to {root / 'w-07-0.300.npy'}",
+        f"\nEpoch 7: val_loss improved from 0.40000 to 0.30000, saving checkpoint to {root / 'w-07-0.300.npy'}",
     ]
+    finished = [line for line in printed if "finished saving" in line]
+    assert [line.split(" (")[0] for line in finished] == [
+        f"\nEpoch {n}: finished saving checkpoint to {root / name}"
+        for n, name in [(1, "w-01-0.500.npy"), (3, "w-03-0.400.npy"), (7, "w-07-0.300.npy")]
+    ]
+    assert all(re.search(r"\(160 B in \d+\.\d\d s, (instant|[\d.]+ [kMG]?B/s)\)$", line) for line in finished), finished
     assert np.load(root / "w-03-0.400.npy")[0] == 2.0
     manifest = _assert_manifest_agrees_with_disk(root, helpers)
     assert [e.path for e in manifest.entries if e.is_best] == ["w-07-0.300.npy"]
@@ -108,7 +116,7 @@ def test_without_save_best_only_every_epoch_is_saved_and_the_best_marked(tmp_pat
     assert [e.path for e in manifest.entries if e.is_best] == ["w-5.npy"]
     assert ck.best() == str(tmp_path / "w-5.npy")
     assert ck.latest() == str(tmp_path / "w-6.npy")
-    assert printed[0] == f"\nEpoch 1: saving model to {tmp_path / 'w-1.npy'}"
+    assert printed[0] == f"\nEpoch 1: saving checkpoint to {tmp_path / 'w-1.npy'}"
 
 
 def test_save_freq_counts_batches_under_steps_per_execution(tmp_path, npwrite, helpers):
@@ -291,7 +299,7 @@ def test_a_missing_template_key_names_it(tmp_path, npwrite):
     from ckptcore import MissingKeyError
 
     ck = Checkpointer(str(tmp_path / "w-{val_acc:.2f}.npy"), write=npwrite)
-    with pytest.raises(MissingKeyError, match=r"\{val_acc\}.*epoch, loss, val_loss"):
+    with pytest.raises(MissingKeyError, match=r"\{val_acc\}.*epoch, loss, step, val_loss"):
         ck.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.5})
     ck.close()
 

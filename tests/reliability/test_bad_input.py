@@ -229,7 +229,7 @@ def test_a_missing_template_key_names_it_and_the_keys_present(tmp_path):
     with pytest.raises(MissingKeyError) as info:
         ck.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.9})
     ck.close()
-    assert "{val_acc}" in str(info.value) and "epoch, loss, val_loss" in str(info.value)
+    assert "{val_acc}" in str(info.value) and "epoch, loss, step, val_loss" in str(info.value)
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
     assert {p for p in _everything_under(tmp_path) if not p.startswith("root/.ckptcore")} <= {"root"}
 
