@@ -13,7 +13,7 @@ optional packages (fsspec, s3fs) are imported only for a URL that needs them::
     ckptcore plot runs/a -o runs-a.png   # the monitored metric over the checkpoints
 
 Exit status: 0 on success, 1 when ``verify`` finds a bad, missing or unverified (no sha256)
-file (or ``best``/``latest`` finds none, or finds it bad or missing), 2 for a missing root or
+file (or ``best``/``latest`` finds none, or finds it bad, missing or unverified), 2 for a missing root or
 bucket, a root without a manifest or a bad argument.
 """
 
@@ -32,7 +32,7 @@ from rich.console import Console
 
 from ckptcore.commit import load_manifest
 from ckptcore.digest import stream_digest, tree_digest
-from ckptcore.table import checkpoint_table, entry_row, human_age, human_size
+from ckptcore.table import checkpoint_table, entry_row, human_age, human_size, printable
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
@@ -99,7 +99,7 @@ class Root:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"ckptcore: error: {message}", err=True)
+    typer.echo(f"ckptcore: error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -198,6 +198,8 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
         return "MISSING", "listed in the manifest but not found"
     size, sha = found
     if entry.sha256 is None:
+        if size != entry.size:  # no digest to compare, but the size alone says these are other bytes
+            return "BAD", f"{size} bytes != manifest {entry.size} bytes (the manifest records no sha256)"
         return "UNVERIFIED", "the manifest records no sha256, so nothing vouches for these bytes"
     if sha != entry.sha256:
         return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
@@ -228,40 +230,41 @@ def ls_command(
 @app.command("best")
 def best_command(root: RootArg, as_json: JsonOpt = False, no_verify: NoVerifyOpt = False,
                  storage_options: OptionsOpt = None) -> None:
-    """Print the path or URL of the best checkpoint; exit 1 if it is missing or bad."""
-    opened = open_root(root, _parse_options(storage_options))
-    entry = opened.manifest.best()
-    if entry is None:
-        raise _fail(f"{root}: no checkpoint is marked best (was a monitor value logged?)", code=1)
-    _show(opened, entry, "best", as_json, not no_verify)
+    """Print the path or URL of the best checkpoint; exit 1 if it is missing, bad or unverified."""
+    _show(root, "best", as_json, not no_verify, storage_options)
 
 
 @app.command("latest")
 def latest_command(root: RootArg, as_json: JsonOpt = False, no_verify: NoVerifyOpt = False,
                    storage_options: OptionsOpt = None) -> None:
-    """Print the path or URL of the most recent checkpoint; exit 1 if it is missing or bad."""
+    """Print the path or URL of the most recent checkpoint; exit 1 if it is missing, bad or unverified."""
+    _show(root, "latest", as_json, not no_verify, storage_options)
+
+
+#: Statuses that fail ``verify``, ``best`` and ``latest``: nothing vouches for these bytes.
+_FAILED = ("BAD", "MISSING", "UNVERIFIED")
+_NONE_FOUND = {"best": "no checkpoint is marked best (was a monitor value logged?)",
+               "latest": "the manifest lists no checkpoints"}
+
+
+def _show(root: str, which: str, as_json: bool, verify: bool, storage_options: str | None) -> None:
+    """Print the ``which`` checkpoint's location (or its JSON row); exit 1 when there is none or
+    it fails its check (as :func:`ckptcore.adapters.keras.load_best` would refuse it)."""
     opened = open_root(root, _parse_options(storage_options))
-    entry = opened.manifest.latest()
+    entry = opened.manifest.best() if which == "best" else opened.manifest.latest()
     if entry is None:
-        raise _fail(f"{root}: the manifest lists no checkpoints", code=1)
-    _show(opened, entry, "latest", as_json, not no_verify)
-
-
-def _show(opened: Root, entry: ManifestEntry, which: str, as_json: bool, verify: bool) -> None:
-    """Print one checkpoint's location (or its JSON row); exit 1 when it fails its digest."""
+        raise _fail(f"{root}: {_NONE_FOUND[which]}", code=1)
     status, detail = _check(opened, entry) if verify else ("UNCHECKED", "not checked (--no-verify)")
-    failed = status in ("BAD", "MISSING")
+    failed = status in _FAILED
     location = opened.backend.locate(entry.path)
     if as_json:
         row = {**entry_row(entry, location), "status": status.lower(), "detail": detail}
         typer.echo(json.dumps(row, indent=2))
     elif not failed:  # a script reading the path gets none when the file is not fit to load
-        typer.echo(location)
+        typer.echo(printable(location))
     if failed:
         raise _fail(f"{opened.location}: the {which} checkpoint {entry.path} is {status}: {detail}", code=1)
 
-
-_FAILED = ("BAD", "MISSING", "UNVERIFIED")
 
 
 @app.command("verify")
@@ -277,7 +280,7 @@ def verify_command(root: RootArg, as_json: JsonOpt = False, storage_options: Opt
         checked.append({"path": entry.path, "location": opened.backend.locate(entry.path),
                         "status": status.lower(), "detail": detail})
         if not as_json:
-            typer.echo(f"{status:<10} {entry.path}  {detail}", err=status in _FAILED)
+            typer.echo(f"{status:<10} {printable(entry.path)}  {detail}", err=status in _FAILED)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no checkpoints"
     failed = sum(counts.get(status, 0) for status in _FAILED)
     if as_json:
@@ -313,7 +316,7 @@ def prune_command(
     doomed = _select_deletions(policy, manifest, mode)
     verb = "would delete" if dry_run else "deleting"
     for entry in doomed if not as_json else ():
-        typer.echo(f"{verb} {opened.backend.locate(entry.path)}")
+        typer.echo(f"{verb} {printable(opened.backend.locate(entry.path))}")
     kept = len(manifest.entries) - len(doomed)
     report = {"root": root, "dry_run": dry_run, "deleted": [opened.backend.locate(e.path) for e in doomed],
               "kept": [e.path for e in manifest.entries if e.path not in {d.path for d in doomed}]}
@@ -388,7 +391,7 @@ def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
             root.backend.delete(entry.path)
         except OSError as exc:
             failed += 1
-            typer.echo(f"could not delete {entry.path}: {_one_line(exc)}", err=True)
+            typer.echo(f"could not delete {printable(entry.path)}: {printable(_one_line(exc))}", err=True)
     if failed:
         raise typer.Exit(1)
 

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ckptcore.manifest import Manifest, ManifestEntry
 
-__all__ = ["age_seconds", "checkpoint_table", "entry_row", "fit", "human_age", "human_size"]
+__all__ = ["age_seconds", "checkpoint_table", "entry_row", "fit", "human_age", "human_size", "printable"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``a\\nb``, ``\\x1b``).
+
+    Names come from a manifest, which may have been crafted: printed raw, a newline in one
+    would forge a line of output and an escape sequence would drive the terminal.
+    """
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def human_size(size: int | None) -> str:
@@ -87,9 +100,9 @@ def _rows(manifest: Manifest, monitors: list[str]) -> list[list[str]]:
             epoch += f" (batch {entry.batch})"
         value = _value(entry.monitor_value)
         if len(monitors) > 1 and entry.monitor:
-            value = f"{entry.monitor}={value}"
+            value = f"{printable(entry.monitor)}={value}"
         rows.append([
-            entry.run_id or "-", entry.path, epoch, str(entry.global_step), value,
+            printable(entry.run_id or "-"), printable(entry.path), epoch, str(entry.global_step), value,
             "*" if entry.is_best else "", human_size(entry.size), human_age(entry.created_at),
         ])
     return rows
@@ -133,25 +146,27 @@ def checkpoint_table(manifest: Manifest, title: str | None = None, width: int | 
         title: An optional title (such as the root).
         width: The width to fit (a terminal's), or None for the natural width.
     """
-    monitors = sorted({e.monitor for e in manifest.entries if e.monitor})
+    monitors = sorted({printable(e.monitor) for e in manifest.entries if e.monitor})
     run = len({e.run_id for e in manifest.entries}) > 1
     headers = ["run", "name", "epoch", "step", monitors[0] if len(monitors) == 1 else "monitor",
                "best", "size", "age"]
     rows, compact = _rows(manifest, monitors), False
     if width is not None:
         rows, compact = _shrink(headers, rows, width, run)
-    table = Table(title=title, title_justify="left")
+    # Every cell is Text, never markup: a name such as "m[bold]1.keras" is shown as it is.
+    heading = None if title is None else Text(printable(title))
+    table = Table(title=heading, title_justify="left")
     if compact:
         numbered = run and rows and rows[0][0] != (manifest.entries[0].run_id or "-")
         runs = list(dict.fromkeys(e.run_id or "-" for e in manifest.entries))
-        caption = "runs: " + ", ".join(f"{n} {r}" for n, r in enumerate(runs, 1)) if numbered else None
-        table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold",
-                      caption=caption, caption_justify="left")
+        caption = "runs: " + ", ".join(f"{n} {printable(r)}" for n, r in enumerate(runs, 1)) if numbered else None
+        table = Table(title=heading, title_justify="left", box=None, pad_edge=False, header_style="bold",
+                      caption=None if caption is None else Text(caption), caption_justify="left")
     for index, header in enumerate(headers):
         if index == 0 and not run:
             continue
         justify = "left" if index < 2 else "center" if header == "best" else "right"
-        table.add_column(header, justify=justify, no_wrap=True)
+        table.add_column(Text(header), justify=justify, no_wrap=True)
     for row in rows:
-        table.add_row(*(row if run else row[1:]))
+        table.add_row(*(Text(cell) for cell in (row if run else row[1:])))
     return table
