@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any, Iterator
 
@@ -91,6 +92,9 @@ def _local_copy(backend: Any, entry: ManifestEntry, limit: int | None) -> Iterat
         if os.path.isdir(location):
             raise ConfigError(f"{location!r} is a SavedModel export, not a Keras model; "
                               "load it with keras.layers.TFSMLayer")
+        if os.path.lexists(location) and not stat.S_ISREG(os.lstat(location).st_mode):
+            # A FIFO would block the digest (or Keras) forever; a device is no checkpoint.
+            raise ManifestError(f"{location!r} is not a regular file; refusing to load it")
         yield location
         return
     tmpdir = tempfile.mkdtemp(prefix="ckptcore-load-")
@@ -126,11 +130,11 @@ def _download(backend: Any, relpath: str, path: str, limit: int | None) -> None:
 
 
 def _suffix(name: str) -> str:
-    """The suffix Keras reads the format from: ``.weights.h5``, ``.keras`` or ``.h5``."""
-    for suffix in (".weights.h5", ".keras", ".h5"):
+    """The suffix Keras reads the format from: ``.weights.h5``, ``.keras``, ``.h5`` or ``.hdf5``."""
+    for suffix in (".weights.h5", ".keras", ".h5", ".hdf5"):
         if name.endswith(suffix):
             return suffix
-    raise ConfigError(f"{name!r} is not a Keras checkpoint; allowed: a .keras, .h5 or .weights.h5 file")
+    raise ConfigError(f"{name!r} is not a Keras checkpoint; allowed: a .keras, .h5, .hdf5 or .weights.h5 file")
 
 
 def _load_file(path: str, model: Any, custom_objects: Any, compile: bool) -> Any:
