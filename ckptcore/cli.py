@@ -418,8 +418,7 @@ def plot_command(
     if keep_last is not None or keep_best is not None:
         doomed = {e.path for e in _select_deletions(policy, opened.manifest, mode)}
         kept = [e.path for e in opened.manifest.entries if e.path not in doomed]
-    name = os.path.basename(root.rstrip("/").split("://")[-1]) or "root"
-    output = output or f"{name}-checkpoints.png"
+    output = output or f"{_root_name(root)}-checkpoints.png"
     try:
         drawn = plot_checkpoints(opened.manifest, output, title=opened.location, kept=kept)
     except (ImportError, ValueError, OSError) as exc:
@@ -428,6 +427,12 @@ def plot_command(
         typer.echo(json.dumps({"root": root, "output": output, "checkpoints": drawn}, indent=2))
     else:
         typer.echo(f"{root}: drew {drawn} checkpoints into {output}")
+
+
+def _root_name(root: str) -> str:
+    """The last component of a root's path (``.`` and ``..`` resolved), or ``root``."""
+    path = root.split(_URL_MARK, 1)[1] if _URL_MARK in root else os.path.abspath(root)
+    return os.path.basename(path.rstrip("/")) or "root"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -97,3 +97,15 @@ def test_a_size_that_differs_is_bad_even_without_a_sha256(tmp_path):
     assert "1 bad" in result.stdout
     best = runner.invoke(app, ["best", root])
     assert best.exit_code == 1 and "is BAD" in best.stderr
+
+
+def test_plot_of_the_current_directory_is_named_after_it_not_hidden(tmp_path, monkeypatch):
+    root = _crafted_root(tmp_path, ["m-1.npy", "m-2.npy"])
+    monkeypatch.chdir(root)
+    result = runner.invoke(app, ["plot", "."])
+    assert result.exit_code == 0, result.output
+    assert os.path.isfile(os.path.join(root, "run-checkpoints.png"))
+    assert not [name for name in os.listdir(root) if name.startswith(".")]
+    monkeypatch.chdir(os.path.join(root, os.pardir))
+    assert runner.invoke(app, ["plot", "run/"]).exit_code == 0
+    assert os.path.isfile(tmp_path / "run-checkpoints.png")
