@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import running_s3
 from typer.testing import CliRunner
 
 from ckptcore import MANIFEST_NAME, Checkpointer, Manifest
@@ -568,13 +568,8 @@ def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_url):
 @pytest.fixture
 def s3_root(monkeypatch):
     """A fresh bucket on a moto S3 server on 127.0.0.1; yields (root URL, storage_options)."""
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
-    server = S3Server().start()
-    try:
+    with running_s3(monkeypatch) as server:
         yield f"s3://{server.make_bucket()}/run", server.options
-    finally:
-        server.stop()
 
 
 def test_console_script_on_s3_with_storage_options(s3_root):
