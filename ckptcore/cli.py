@@ -151,11 +151,19 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _console() -> Console:
-    # Piped output gets a wide console so that names are never cut; a terminal (or COLUMNS)
-    # keeps its width.
-    sized = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
-    return Console(file=sys.stdout, width=None if sized else 200)
+#: The width of piped output: wider than any table (names are at most 255 bytes), so none is cut.
+_PIPED_WIDTH = 10_000
+
+
+def _console() -> tuple[Console, int | None]:
+    """The console to print to and the width a table must fit (None: its natural width).
+
+    A terminal (or ``COLUMNS``) keeps its width; piped output is never cut.
+    """
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+        console = Console(file=sys.stdout)
+        return console, console.width
+    return Console(file=sys.stdout, width=_PIPED_WIDTH), None
 
 
 # -- verifying ------------------------------------------------------------------------------------
@@ -223,8 +231,8 @@ def ls_command(
     if not opened.manifest.entries:
         typer.echo(f"{root}: the manifest lists no checkpoints")
         return
-    console = _console()
-    console.print(checkpoint_table(opened.manifest, title=opened.location, width=console.width))
+    console, width = _console()
+    console.print(checkpoint_table(opened.manifest, title=opened.location, width=width))
 
 
 @app.command("best")

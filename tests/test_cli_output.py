@@ -109,3 +109,12 @@ def test_plot_of_the_current_directory_is_named_after_it_not_hidden(tmp_path, mo
     monkeypatch.chdir(os.path.join(root, os.pardir))
     assert runner.invoke(app, ["plot", "run/"]).exit_code == 0
     assert os.path.isfile(tmp_path / "run-checkpoints.png")
+
+
+def test_piped_output_never_cuts_a_name(tmp_path):
+    name = "n" * 240 + ".npy"
+    root = _crafted_root(tmp_path, [name, "m-2.npy"])
+    result = runner.invoke(app, ["ls", root], env={"COLUMNS": None})  # not a terminal, no COLUMNS
+    assert result.exit_code == 0, result.output
+    assert name in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) < len(name) + 100  # no padding either
