@@ -232,7 +232,8 @@ def ls_command(
         typer.echo(f"{root}: the manifest lists no checkpoints")
         return
     console, width = _console()
-    console.print(checkpoint_table(opened.manifest, title=opened.location, width=width))
+    # Never cropped: a table that cannot fit (its numbers are never cut) wraps instead.
+    console.print(checkpoint_table(opened.manifest, title=opened.location, width=width), crop=False)
 
 
 @app.command("best")

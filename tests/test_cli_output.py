@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import numpy as np
 from typer.testing import CliRunner
@@ -118,3 +119,35 @@ def test_piped_output_never_cuts_a_name(tmp_path):
     assert result.exit_code == 0, result.output
     assert name in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) < len(name) + 100  # no padding either
+
+
+def _two_monitors(tmp_path) -> str:
+    root = str(tmp_path / "run")
+    for monitor, template in (("val_sparse_categorical_accuracy", "digits-{epoch:02d}.keras"),
+                              ("val_loss", "other-model-{epoch:02d}.npy")):
+        with Checkpointer(os.path.join(root, template), write=_write, monitor=monitor) as ck:
+            for epoch in range(3):
+                ck.on_epoch_end(epoch, {monitor: 0.9 + epoch / 100})
+    return root
+
+
+def test_a_root_of_two_runs_and_long_monitor_names_fits_60_columns_with_whole_numbers(tmp_path):
+    root = _two_monitors(tmp_path)
+    result = runner.invoke(app, ["ls", root], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 60, result.stdout
+    for value in ("0.90000", "0.91000", "0.92000"):
+        assert sum(value in line for line in lines) == 2, result.stdout  # one per run, never cut
+    assert "monitors: m1 val_loss, m2 val_sparse_categorical_accuracy" in result.stdout
+    assert "m2=0.92000" in result.stdout
+
+
+def test_a_table_that_cannot_fit_grows_instead_of_cutting_numbers(tmp_path):
+    root = _two_monitors(tmp_path)
+    result = runner.invoke(app, ["ls", root], env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "=0.9" in line]
+    assert len(rows) == 6, result.stdout
+    for row in rows:  # the value, the size and the age whole: the table is wider than 40 instead
+        assert re.search(r" m[12]=0\.9[0-2]000 .* \d+ B +\d+s$", row), row
