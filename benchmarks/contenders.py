@@ -129,7 +129,9 @@ def _s3_check(ctx: Context, url: str) -> Callable[[int], tuple[int, int]]:
 
         fs = s3fs.S3FileSystem(**(ctx.s3_options or {}))
         root = url[len("s3://"):]
-        manifest = json.loads(fs.cat_file(f"{root}/manifest.json"))
+        from ckptcore.manifest import MANIFEST_NAME
+
+        manifest = json.loads(fs.cat_file(f"{root}/{MANIFEST_NAME}"))
         sizes = {e["name"]: e["size"] for e in manifest["entries"]}
         complete = 0
         for epoch in range(1, epochs + 1):

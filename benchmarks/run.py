@@ -1,16 +1,19 @@
 """Run the benchmarks and write ``benchmarks/results/`` (``make bench``).
 
-Two scenarios, each contender in processes of its own:
+Three scenarios, each in processes of its own:
 
 * **sweep**: MLPs with about 10 MB to 1 GB of weights and Adam state, 6 steps per epoch
   and a save at every epoch end; measures the training thread's time blocked per save, the
   wall time of ``fit``, peak RSS and whether every checkpoint is complete when ``fit`` returns.
 * **fitcost**: a small model with many batches per epoch, saved every epoch; ``fit`` wall time
   of each contender against no callback, the contenders interleaved over several rounds.
+* **limits**: at the target size, the physical references (memory copy, raw ``write`` +
+  ``fsync``, raw S3 upload of the same bytes) and saves back to back (2 steps per epoch),
+  in one process, interleaved in rounds (:mod:`benchmarks.limits`).
 
 Usage::
 
-    python -m benchmarks.run            # the full run (about 15 minutes on 2 cores)
+    python -m benchmarks.run            # the full run (about 20 minutes on 2 cores)
     python -m benchmarks.run --quick    # small sizes, one round (a few minutes)
 """
 
@@ -115,6 +118,9 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         "sweep_steps": 4 if args.quick else 6,
         "steps": 60 if args.quick else 600,
         "contenders": args.contenders,
+        "limits_mb": 30 if args.quick else 227,
+        "limits_epochs": 3 if args.quick else 5,
+        "limits_rounds": 1 if args.quick else 3,
     }
 
 
@@ -141,6 +147,13 @@ def main(argv: list[str] | None = None) -> None:
             if error:
                 unavailable[name] = error
                 print(f"  {name}: {error}", flush=True)
+        print("limits ...", flush=True)
+        got, error = _worker(["limits", "--size", str(plan["limits_mb"]), "--epochs", str(plan["limits_epochs"]),
+                              "--rounds", str(plan["limits_rounds"]), *s3], env, timeout=900)
+        records += got
+        if error:
+            unavailable["limits"] = error
+            print(f"  limits: {error}", flush=True)
         print("fitcost ...", flush=True)
         usable = [n for n in plan["contenders"] if n not in unavailable or n == "none"]
         got, error = _worker(["fitcost", "--contenders", ",".join(usable), "--rounds", str(plan["rounds"]),

@@ -4,6 +4,7 @@ Run by :mod:`benchmarks.run`; a process of its own per contender keeps peak memo
 
     python -m benchmarks.worker sweep --contender keras --sizes 10,100 --epochs 4 --out r.jsonl
     python -m benchmarks.worker fitcost --contenders none,ckpt_async --rounds 3 --out r.jsonl
+    python -m benchmarks.worker limits --size 227 --epochs 5 --rounds 2 --out r.jsonl
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+from benchmarks import limits as limits_
 from benchmarks import models
 from benchmarks.contenders import Context, make
 
@@ -177,10 +179,30 @@ def fitcost(args: argparse.Namespace, ctx: Context) -> None:
             _cleanup(ctx)
 
 
-def _cleanup(ctx: Context) -> None:
+def limits(args: argparse.Namespace, ctx: Context) -> None:
+    """The physical references and the back-to-back fits (see :mod:`benchmarks.limits`)."""
+    limits_.time_writer_jobs()
+    model = models.build(args.size)
+    x, y = models.data(limits_.B2B_STEPS * BATCH)
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+
+    def fit(name: str) -> dict[str, Any]:
+        record = measure_fit(name, ctx, model, x, y, args.epochs)
+        record.update(target_mb=args.size, state_mb=models.state_bytes(model) / 1e6)
+        _cleanup(ctx, keep="limits")
+        return record
+
+    for record in limits_.measure_limits(ctx, model, fit, args.rounds):
+        record.setdefault("state_mb", models.state_bytes(model) / 1e6)
+        record.setdefault("target_mb", args.size)
+        _emit(args.out, record)
+    _cleanup(ctx)
+
+
+def _cleanup(ctx: Context, keep: str | None = None) -> None:
     """Remove the checkpoints of the last fit (the offline W&B run's folders stay)."""
     for entry in os.listdir(ctx.workdir):
-        if not entry.startswith("wandb_"):
+        if not entry.startswith("wandb_") and not (keep and entry.startswith(keep)):
             shutil.rmtree(os.path.join(ctx.workdir, entry), ignore_errors=True)
     if ctx.s3_roots:  # moto keeps objects in memory
         import s3fs
@@ -206,7 +228,11 @@ def _parser() -> argparse.ArgumentParser:
     many.add_argument("--epochs", type=int, default=3)
     many.add_argument("--steps", type=int, default=200)
     many.add_argument("--rounds", type=int, default=3)
-    for p in (one, many):
+    lim = sub.add_parser("limits")
+    lim.add_argument("--size", type=float, default=227.0)
+    lim.add_argument("--epochs", type=int, default=5)
+    lim.add_argument("--rounds", type=int, default=2)
+    for p in (one, many, lim):
         p.add_argument("--out", required=True)
         p.add_argument("--s3-endpoint", default=None)
     return parser
@@ -216,12 +242,13 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of one benchmark process."""
     args = _parser().parse_args(argv)
     _time_snapshots()
-    names = [args.contender] if args.scenario == "sweep" else args.contenders
+    names = {"sweep": lambda: [args.contender], "fitcost": lambda: args.contenders,
+             "limits": lambda: ["limits_s3" if args.s3_endpoint else "limits"]}[args.scenario]()
     workdir = tempfile.mkdtemp(prefix="ckptcore-bench-")
     run = _wandb_run(workdir, names)
     try:
         ctx = _context(workdir, args.s3_endpoint if any("s3" in n for n in names) else None)
-        (sweep if args.scenario == "sweep" else fitcost)(args, ctx)
+        {"sweep": sweep, "fitcost": fitcost, "limits": limits}[args.scenario](args, ctx)
     finally:
         if run is not None:
             run.finish()

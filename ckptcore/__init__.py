@@ -26,6 +26,7 @@ from ckptcore.errors import (
 )
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.modes import MAX_NAMES, MIN_NAMES, resolve_mode
+from ckptcore.resume import RESUME_STATE, ResumePoint, latest_checkpoint
 from ckptcore.retention import RetentionPolicy
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate, split_root
@@ -38,6 +39,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_NAMES",
     "MIN_NAMES",
+    "RESUME_STATE",
     "BackendNotFoundError",
     "BackgroundWriter",
     "BucketNotFoundError",
@@ -56,6 +58,7 @@ __all__ = [
     "MissingDependencyError",
     "MissingKeyError",
     "MonitorError",
+    "ResumePoint",
     "RetentionPolicy",
     "Role",
     "SaveSchedule",
@@ -65,6 +68,7 @@ __all__ = [
     "UnsafePathError",
     "__version__",
     "is_chief",
+    "latest_checkpoint",
     "resolve_mode",
     "role_from_env",
     "split_root",

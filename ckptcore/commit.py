@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-from ckptcore.digest import digest
+from ckptcore.digest import written_digest
 from ckptcore.errors import CheckpointSaveError, ForeignManifestError, ManifestError, StorageError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
 from ckptcore.modes import Direction
@@ -146,8 +146,11 @@ class Committer:
         """The backend that stages and commits first."""
         return self.backends[0]
 
-    def save(self, relpath: str, write: Callable[[str], None], entry: ManifestEntry) -> ManifestEntry:
+    def save(self, relpath: str, write: Callable[[str], object], entry: ManifestEntry) -> ManifestEntry:
         """Write one checkpoint through ``write(path)`` and commit it everywhere.
+
+        ``write`` may return the :class:`ckptcore.digest.Digest` it computed while writing;
+        otherwise the staged file is read back for its digest.
 
         Raises:
             CheckpointSaveError: The writer or the primary backend failed (nothing was
@@ -162,14 +165,14 @@ class Committer:
             raise CheckpointSaveError(relpath, f"cannot stage at {primary!r}: {exc}") from exc
         withdrawn, down = None, set()
         try:
-            write(staged)
+            written = write(staged)
             if not os.path.exists(staged):
                 # A bug of the write function, not a storage fault: never just a warning.
                 raise ValueError(
                     f"the write function wrote nothing to {staged!r}; it must write to exactly "
                     "the path it is given (np.save, for one, appends '.npy' to other names)"
                 )
-            entry.size, entry.sha256 = digest(staged)
+            entry.size, entry.sha256 = written_digest(written, staged)
             withdrawn, down = self._withdraw(relpath)
             location = self._commit_primary(staged, relpath, entry)
         except BaseException as exc:

@@ -222,7 +222,7 @@ class CheckpointConfig(BaseModel):
         if hasattr(value, "__fspath__"):
             value = str(value.__fspath__())
         if not isinstance(value, (bool, str)) or value == "":
-            raise ValueError(f"got {value!r}; allowed: True, False or a manifest path/URL")
+            raise ValueError(f"got {value!r}; allowed: True, False, 'state' or a manifest path/URL")
         return value
 
     @classmethod

@@ -178,12 +178,13 @@ class SaveDeadline:
         box: dict[str, Any] = {}
         abandoned = threading.Event()
 
-        def guard(write: Callable[[str], None]) -> Callable[[str], None]:
-            def guarded(path: str) -> None:
-                write(path)
+        def guard(write: Callable[[str], Any]) -> Callable[[str], Any]:
+            def guarded(path: str) -> Any:
+                written = write(path)  # a Digest when it hashed while writing: handed on
                 if abandoned.is_set():
                     raise skipped(relpath, f"the write function ran past storage_timeout={self.seconds:g}s "
                                            "while training went on; its output is not committed")
+                return written
             return guarded
 
         def work() -> None:

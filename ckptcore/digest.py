@@ -3,18 +3,29 @@
 A directory's digest hashes one line per file, ``path NUL size NUL sha256``, in the order
 ``os.walk`` visits them with sorted names (at each level the files, then the sub-directories),
 so the same tree gives the same digest on local disk and behind any file system.
+
+A write function that hashed the bytes while writing them (:class:`ckptcore.hashing.HashingFile`)
+returns a :class:`Digest`; the commit then takes it (:func:`written_digest`) instead of reading
+the file back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
-__all__ = ["digest", "stream_digest", "tree_digest"]
+__all__ = ["Digest", "digest", "stream_digest", "tree_digest", "written_digest"]
 
 _CHUNK = 1 << 20
 Opener = Callable[[], Any]
+
+
+class Digest(NamedTuple):
+    """The size in bytes and the hex SHA-256 of a checkpoint, computed while it was written."""
+
+    size: int
+    sha256: str
 
 
 def stream_digest(opener: Opener) -> tuple[int, str]:
@@ -58,3 +69,17 @@ def digest(path: str) -> tuple[int, str]:
             full = os.path.join(dirpath, name)
             files.append((os.path.relpath(full, path).replace(os.sep, "/"), lambda p=full: open(p, "rb")))
     return tree_digest(files)
+
+
+def written_digest(result: Any, path: str) -> tuple[int, str]:
+    """``(size, sha256)`` of the checkpoint a write function just wrote at ``path``.
+
+    Args:
+        result: What the write function returned: a :class:`Digest` of a single file is
+            taken as is when its size matches the file's (one ``stat``, no read-back); anything
+            else (``None``, a count of bytes, a directory's write) means reading it back.
+        path: Where it wrote.
+    """
+    if isinstance(result, Digest) and not os.path.isdir(path) and os.path.getsize(path) == result.size:
+        return result.size, result.sha256
+    return digest(path)

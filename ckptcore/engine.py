@@ -20,6 +20,7 @@ from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
 from ckptcore.preemption import PreemptionGuard, preempted_name
+from ckptcore.resume import ResumePoint
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import RetryPolicy, is_transient
 from ckptcore.schedule import SaveSchedule
@@ -99,7 +100,7 @@ class Checkpointer:
         opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
-        self._source = opened.source
+        self._source, self._point = opened.source, opened.point
         self.committer = (Committer if self.is_chief else WorkerCommitter)(
             backends, self.retention, self.mode, self.run_id,
             state=lambda: (self.tracker.state_dict(), self.schedule.state_dict()),
@@ -275,9 +276,7 @@ class Checkpointer:
     # -- helpers ------------------------------------------------------------------------------
     def _best_text(self) -> str:
         best = self.tracker.best
-        if best is None:
-            return "inf" if self.mode == "min" else "-inf"
-        return f"{best:.5f}"
+        return ("inf" if self.mode == "min" else "-inf") if best is None else f"{best:.5f}"
 
     def _say(self, message: str) -> None:
         if self.config.verbose > 0:
@@ -324,7 +323,7 @@ class Checkpointer:
             there = self.manifest.get(relpath)
             if there is not None and (there.is_best or there.run_id != self.run_id):
                 relpath = preempted_name(relpath)
-            entry = self._entry(relpath, epoch, batch, logs)
+            entry = self._entry(relpath, epoch, batch, logs, partial=not self._epoch_ended)
             self._say(f"\nEpoch {epoch + 1}: stopping on a signal, saving model to {self.template.join(relpath)}")
             try:
                 self._dispatch(relpath, entry, self.tracker.state_dict())
@@ -337,6 +336,10 @@ class Checkpointer:
     def manifest(self) -> Manifest:
         """The manifest as this engine knows it."""
         return self.committer.manifest
+
+    def resume_point(self) -> ResumePoint | None:
+        """With ``resume``: what to load and where to continue (None: training starts fresh)."""
+        return self._point
 
     def latest(self) -> str | None:
         """Path or URL of this run's most recent checkpoint, or None.
@@ -395,13 +398,12 @@ class Checkpointer:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-            return
         # The body's exception is what the caller must see; a save failure is logged beside it.
         try:
             self.close()
         except CheckpointSaveError as failure:
+            if exc_type is None:
+                raise
             log.error("while leaving the Checkpointer after %s: %s", exc_type.__name__, failure)
 
     def __repr__(self) -> str:

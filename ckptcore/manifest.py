@@ -34,6 +34,7 @@ class ManifestEntry(BaseModel):
     path: str = Field(description="Path relative to the checkpoint root, '/'-separated")
     epoch: Optional[int] = Field(default=None, description="1-based epoch, as in the file name")
     batch: Optional[int] = Field(default=None, description="1-based batch, when saved mid-epoch")
+    partial: bool = Field(default=False, description="Saved before its epoch ended (a final checkpoint on a signal)")
     global_step: int = Field(default=0, ge=0, description="Batches run since training began")
     metrics: dict[str, Any] = Field(default_factory=dict)
     monitor: Optional[str] = None

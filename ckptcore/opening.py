@@ -13,6 +13,7 @@ from ckptcore.commit import live_runs, load_manifest, validate_manifest
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import ConfigError, ForeignManifestError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
+from ckptcore.resume import RESUME_STATE, ResumePoint, align_state, pick_entry, resume_source
 from ckptcore.retry import RetryPolicy
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
@@ -131,12 +132,14 @@ class Opened:
         run_id: The run to continue (the resumed run's id, or the given/new one).
         protected: Paths never to prune (the checkpoint resumed from).
         source: The backend and manifest of a resume source in another root, if any.
+        point: The checkpoint the run continues from, if any.
     """
 
     manifest: Manifest | None
     run_id: str
     protected: list[str] = field(default_factory=list)
     source: tuple[Any, Manifest] | None = None
+    point: ResumePoint | None = None
 
 
 def open_root(
@@ -160,31 +163,33 @@ def open_root(
     if not config.resume:
         return opened
     source, manifest = primary, own
-    if isinstance(config.resume, str):
-        location = config.resume
-        if location.endswith(".json"):
-            location = location.rsplit("/", 1)[0] if "/" in location else ""
+    if (location := resume_source(config.resume)) is not None:
         source = _location_backend(location, config)
         if _same_location(source.locate(MANIFEST_NAME), primary.locate(MANIFEST_NAME)):
             source = primary
         else:
-            manifest = load_manifest(source, retry)
-    where = config.resume if isinstance(config.resume, str) else primary.locate(MANIFEST_NAME)
-    manifest = validate_manifest(manifest, where)
+            manifest = validate_manifest(load_manifest(source, retry), config.resume)  # named: must exist
+    where = source.locate(MANIFEST_NAME)
     # Several checkpointers may share a root: continue the run that wrote the latest
     # checkpoint this template could have named, with that run's own stored state.
-    latest = next((e for e in reversed(manifest.entries) if template.matches(e.path)), None)
-    if latest is None and source is not primary:
-        latest = manifest.latest()  # another root (a run to fine-tune from): its latest run
-    if latest is not None or not manifest.states:
+    latest = None if manifest is None else pick_entry(manifest, template, other_root=source is not primary)
+    if manifest is not None and (latest is not None or not manifest.states):
         state = manifest.states.get(latest.run_id, {}) if latest is not None else {}
         _restore(tracker, state.get("tracker", manifest.tracker), where)
         _restore(schedule, state.get("schedule", manifest.schedule), where)
     # else: no checkpoint here has this template's names (a callback added on a resume, say):
     # it starts fresh, as a run of its own.
+    if latest is None:
+        log.info("resume: no checkpoint of %s in %s; training starts fresh", template.filepath, source.root or ".")
+        return opened
+    opened.point = ResumePoint.of(source, latest)
+    if config.resume != RESUME_STATE:
+        align_state(tracker, schedule, manifest, opened.point)
+    log.info("resume: continuing from %s (epoch %d, global step %d)",
+             opened.point.location, opened.point.epoch, opened.point.global_step)
     if source is not primary:
         opened.source = (source, manifest)
-    elif latest is not None:
+    else:
         opened.protected.append(latest.path)
         live = live_runs(primary.locate(MANIFEST_NAME))
         if run_id is None and latest.run_id and latest.run_id not in live:

@@ -50,7 +50,8 @@ def assert_manifest_matches_files(root: Path) -> list[dict]:
 
 def test_every_example_is_run_by_a_test():
     examples = {Path(p).name for p in glob.glob(str(EXAMPLES / "*.py"))}
-    tested = {"numpy_loop.py", "custom_loop.py", "demo.py"}
+    tested = {"numpy_loop.py", "custom_loop.py", "demo.py", "resume_keras.py", "resume_callback_list.py",
+              "resume_torch_loop.py"}
     assert examples == tested, f"add a test for {sorted(examples - tested)}"
 
 def test_numpy_loop(tmp_path):
@@ -187,3 +188,33 @@ def test_demo(tmp_path):
                              text=True, timeout=120)
         assert ran.returncode == 0, (command, ran.stderr)
     assert ran.stdout.count("ok ") == len(entries)  # verify, the last one
+
+
+def test_resume_keras_continues_at_the_next_epoch(tmp_path):
+    first = run_example("resume_keras.py", tmp_path, "--epochs", "2", "--out", "ck")
+    assert "nothing to resume from" in first.stdout and "epochs run: [1, 2]; optimizer iterations: 12" in first.stdout
+    second = run_example("resume_keras.py", tmp_path, "--epochs", "4", "--out", "ck")
+    assert "restored ck/model-02.keras; training continues at epoch 3" in second.stdout
+    assert "epochs run: [3, 4]; optimizer iterations: 24" in second.stdout
+    assert checkpoint_files(tmp_path / "ck") >= {"model-03.keras", "model-04.keras"}
+
+
+def test_resume_callback_list_continues_the_loop(tmp_path):
+    run_example("resume_callback_list.py", tmp_path, "--epochs", "2", "--out", "ck")
+    second = run_example("resume_callback_list.py", tmp_path, "--epochs", "4", "--out", "ck")
+    epochs = [line.split(":")[0] for line in second.stdout.splitlines() if line.startswith("epoch")]
+    assert epochs == ["epoch 3", "epoch 4"]
+    assert "optimizer iterations: 16" in second.stdout
+
+
+def test_resume_torch_loop_continues_from_the_latest_checkpoint(tmp_path):
+    pytest.importorskip("torch")
+    run_example("resume_torch_loop.py", tmp_path, "--epochs", "2", "--out", "ck")
+    second = run_example("resume_torch_loop.py", tmp_path, "--epochs", "5", "--out", "ck")
+    assert "resumed from epoch-002.pt (epoch 2, step 8)" in second.stdout
+    epochs = [line.split(":")[0] for line in second.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs == ["epoch 3", "epoch 4", "epoch 5"]
+    assert "optimizer steps: 20" in second.stdout
+    # keep_last=2, and the checkpoint the run resumed from is never pruned.
+    saved = {p for p in checkpoint_files(tmp_path / "ck") if p.endswith(".pt")}
+    assert saved == {"epoch-002.pt", "epoch-004.pt", "epoch-005.pt"}

@@ -21,9 +21,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without keras in
         'install it with: pip install "ckptcore[keras]"'
     ) from exc
 
+from ckptcore.adapters.keras.backup import BackupAndRestore
 from ckptcore.adapters.keras.callback import EXTRAS, ModelCheckpoint
 from ckptcore.adapters.keras.formats import FORMATS
 from ckptcore.adapters.keras.loading import load_best, load_latest
+from ckptcore.adapters.keras.resume import CheckpointMismatchError, Restored, restore_weights
 from ckptcore.adapters.keras.wandb_callback import WandbModelCheckpoint
 
-__all__ = ["EXTRAS", "FORMATS", "ModelCheckpoint", "WandbModelCheckpoint", "load_best", "load_latest"]
+__all__ = [
+    "EXTRAS", "FORMATS", "BackupAndRestore", "CheckpointMismatchError", "ModelCheckpoint", "Restored", "WandbModelCheckpoint",
+    "load_best", "load_latest", "restore_weights",
+]

@@ -19,12 +19,14 @@ from ckptcore.config import CheckpointConfig
 from ckptcore.engine import Checkpointer
 from ckptcore.errors import ConfigError
 from ckptcore.modes import resolve_mode
+from ckptcore.resume import RESUME_STATE, ResumePoint
 from ckptcore.schedule import SaveSchedule
 from ckptcore.template import FilepathTemplate
 
 from ckptcore.adapters.keras.distributed import check_layout, chief
-from ckptcore.adapters.keras.formats import check_backend, check_options, detect_format, make_write
+from ckptcore.adapters.keras.formats import SAVED_MODEL, check_backend, check_options, detect_format, make_write
 from ckptcore.adapters.keras.monitor import direction_hint, metrics_built
+from ckptcore.adapters.keras.resume import Restored, end_fit, resume_fit
 from ckptcore.adapters.keras.snapshot import KerasSnapshot
 
 __all__ = ["ModelCheckpoint"]
@@ -132,6 +134,12 @@ class ModelCheckpoint(keras.callbacks.Callback):
         self.initial_value_threshold = config.initial_value_threshold
         self._batch_hooks = SaveSchedule(config.save_freq, config.every_n_epochs, config.every_seconds).uses_batches
         self._check_backend_specs(config)
+        #: ``resume=True`` (or a source root) restores the model too; ``"state"`` the tracker only.
+        self._resumes_model = bool(config.resume) and config.resume != RESUME_STATE
+        if self._resumes_model and self.format == SAVED_MODEL:
+            raise ConfigError(f"resume: got {config.resume!r} with {self.filepath!r}, a SavedModel export, which "
+                              "cannot be restored into a model; allowed: resume='state' (the best value and "
+                              "batch count only), or a .keras filepath")
         if self.save_best_only and isinstance(self.save_freq, int) and self.monitor.startswith("val_"):
             warnings.warn(
                 f"ModelCheckpoint: save_best_only with save_freq={self.save_freq} saves at batch "
@@ -142,6 +150,8 @@ class ModelCheckpoint(keras.callbacks.Callback):
             )
         self._engine: Checkpointer | None = None
         self._engine_open = False
+        #: What the last ``on_train_begin`` restored (``resume=True``), or None.
+        self.restored: Restored | None = None
         self._epoch = 0
 
     # -- construction checks ------------------------------------------------------------------
@@ -210,6 +220,10 @@ class ModelCheckpoint(keras.callbacks.Callback):
         replays = self._engine_args.get("async_save") and self.format in ("keras", "weights.h5")
         if self._current_model() is not None:
             check_layout(self._current_model(), gathers=bool(replays))
+        if self._resumes_model:
+            if self._engine_open:  # an exception ended the last fit: finish its saves first
+                self._close_engine()
+            self.restored = self._restore()
         if self._direction_settled():
             self._ensure_engine()
 
@@ -229,6 +243,11 @@ class ModelCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """Finish pending saves, write the manifest and release the storage backends."""
+        if self._resumes_model:
+            end_fit(self._current_model())
+        self._close_engine()
+
+    def _close_engine(self) -> None:
         if self._engine is not None and self._engine_open:
             self._engine_open = False
             try:
@@ -236,6 +255,22 @@ class ModelCheckpoint(keras.callbacks.Callback):
             finally:
                 if getattr(self, "_snapshot", None) is not None:
                     self._snapshot.release()  # the host buffers kept for reuse
+
+    def _restore(self, point: ResumePoint | None = None) -> Restored | None:
+        """Restore ``point`` (default: this template's latest checkpoint) into the model."""
+        return resume_fit(self, self._say, root=self._root, filepath=self.filepath,
+                          resume=self._engine_args["resume"], point=point,
+                          storage_options=self._engine_args.get("storage_options"))
+
+    @property
+    def initial_epoch(self) -> int:
+        """The 0-based epoch this ``fit`` continues at (0 without a restored checkpoint); a custom
+        loop runs ``range(callback.initial_epoch, epochs)``."""
+        return 0 if self.restored is None else self.restored.point.initial_epoch
+
+    def _say(self, message: str) -> None:
+        if self.verbose > 0:
+            _print_msg(message)
 
     def wait(self) -> None:
         """Block until every pending non-blocking save is committed; report a failure as a hook would.
@@ -320,7 +355,7 @@ class ModelCheckpoint(keras.callbacks.Callback):
             run_id=None if previous is None else previous.run_id,
             **args,
         )
-        if previous is not None:
+        if previous is not None and not self._resumes_model:  # a restored model continues the stored state
             engine.schedule.load_state_dict(previous.schedule.state_dict())
             if previous.mode == engine.mode:
                 engine.tracker.load_state_dict(previous.tracker.state_dict())

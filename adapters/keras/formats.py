@@ -5,13 +5,15 @@ The format follows the filepath, as in Keras 3:
 =================  ===========================  ==========================================
 filepath ends in   ``save_weights_only``        written with
 =================  ===========================  ==========================================
-``.keras``         False                        ``model.save`` (native Keras archive)
-``.h5``            False                        ``model.save`` (legacy HDF5 full model)
-``.weights.h5``    True                         ``model.save_weights``
+``.keras``         False                        what ``model.save`` writes (Keras archive)
+``.h5``            False                        what ``model.save`` writes (legacy HDF5)
+``.weights.h5``    True                         what ``model.save_weights`` writes
 no suffix          False                        a TensorFlow SavedModel export directory
 =================  ===========================  ==========================================
 
-Every check runs at construction, so a wrong filepath fails before training starts. The
+The files are the ones Keras writes, produced in one pass by
+:mod:`ckptcore.adapters.keras.writers` (hashed while written, a full disk reported as an
+``OSError``); a SavedModel is exported by Keras. Every check runs at construction, so a wrong filepath fails before training starts. The
 writers are built in one place, :func:`make_write`, so that another way of writing (such as a
 host snapshot written on a background thread) can replace them without touching the callback.
 """
@@ -42,7 +44,7 @@ WEIGHTS_H5 = "weights.h5"
 SAVED_MODEL = "saved_model"
 FORMATS: tuple[str, ...] = (KERAS, H5, WEIGHTS_H5, SAVED_MODEL)
 
-WriteFn = Callable[[str], None]
+WriteFn = Callable[[str], Any]
 ModelFn = Callable[[], Any]
 
 _WEIGHTS_MESSAGE = (
@@ -145,12 +147,14 @@ def check_options(fmt: str, options: Any) -> Any:
     raise ConfigError(f"options: got {options!r} ({type(options).__name__}); allowed: {allowed}{hint}")
 
 
-def _save_model(model_fn: ModelFn, path: str) -> None:
-    model_fn().save(path, overwrite=True)
+_WRITERS = {KERAS: "write_keras_model", H5: "write_h5_model", WEIGHTS_H5: "write_weights"}
 
 
-def _save_weights(model_fn: ModelFn, path: str) -> None:
-    model_fn().save_weights(path, overwrite=True)
+def _write_file(model_fn: ModelFn, fmt: str, path: str) -> Any:
+    """Save in one pass through :mod:`ckptcore.adapters.keras.writers`; returns its digest."""
+    from ckptcore.adapters.keras import writers
+
+    return getattr(writers, _WRITERS[fmt])(model_fn(), path)
 
 
 def _export_saved_model(model_fn: ModelFn, options: Any, path: str) -> None:
@@ -175,10 +179,8 @@ def make_write(model_fn: ModelFn, fmt: str, options: Any = None) -> WriteFn:
         fmt: One of :data:`FORMATS`.
         options: Validated by :func:`check_options`.
     """
-    if fmt in (KERAS, H5):
-        return lambda path: _save_model(model_fn, path)
-    if fmt == WEIGHTS_H5:
-        return lambda path: _save_weights(model_fn, path)
+    if fmt in _WRITERS:
+        return lambda path: _write_file(model_fn, fmt, path)
     if fmt == SAVED_MODEL:
         return lambda path: _export_saved_model(model_fn, options, path)
     raise ConfigError(f"format: got {fmt!r}; allowed: {', '.join(FORMATS)}")

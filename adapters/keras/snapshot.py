@@ -10,9 +10,12 @@ Host buffers are kept between saves and reused (``np.copyto`` into arrays alread
 a steady-state save costs one memory copy of the state. A buffer set is handed back when its
 write finishes; with the engine's back-pressure that means one set per pending save.
 
-Formats the snapshot cannot replay (legacy ``.h5``, a SavedModel export) and Keras versions
-whose saving internals are unknown fall back to a synchronous write on the training thread into
-a temporary location; the background thread then only moves that file into place and commits it.
+The writes stream each array from its host buffer into the file, hashed as written
+(:mod:`ckptcore.adapters.keras.h5image`); ``write(path)`` returns the file's
+:class:`ckptcore.digest.Digest`. A legacy ``.h5`` file is built in memory on the training thread
+(h5py's legacy writer cannot be replayed) and streamed out later. A SavedModel export and Keras
+versions whose saving internals are unknown fall back to a synchronous write on the training
+thread into a temporary location; the background thread then only moves it into place.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ __all__ = ["HostBuffers", "KerasSnapshot", "host_array"]
 
 log = logging.getLogger("ckptcore")
 
-WriteFn = Callable[[str], None]
+WriteFn = Callable[[str], Any]
 _PLAIN_KINDS = frozenset("biufc")  # bool, int, uint, float, complex: numpy copies them bitwise
 
 
@@ -164,11 +167,11 @@ class _ReplayWrite:
         self._pool = pool
         self._writer = writer
 
-    def __call__(self, path: str) -> None:
+    def __call__(self, path: str) -> Any:
         if self._buffers is None:
             raise RuntimeError("this snapshot was already written; take a new one")
         try:
-            self._writer(self.record, path)
+            return self._writer(self.record, path)
         finally:
             self.skip()
 
@@ -183,17 +186,34 @@ class _ReplayWrite:
 class _MoveWrite:
     """``write(path)`` for a save made synchronously into a temporary location."""
 
-    def __init__(self, source: str, tmpdir: str) -> None:
+    def __init__(self, source: str, tmpdir: str, written: Any = None) -> None:
         self._source = source
         self._tmpdir = tmpdir
+        self._written = written  # the digest the synchronous write computed, if any
         self._cleanup = weakref.finalize(self, shutil.rmtree, tmpdir, True)
         self._cleanup.atexit = False  # a write pending at exit still needs the file
 
-    def __call__(self, path: str) -> None:
+    def __call__(self, path: str) -> Any:
         try:
             shutil.move(self._source, path)
         finally:
             self._cleanup()
+        return self._written
+
+
+class _ImageWrite:
+    """``write(path)`` for a legacy ``.h5`` file built in memory on the training thread."""
+
+    def __init__(self, image: Any) -> None:
+        self._image = image
+
+    def __call__(self, path: str) -> Any:
+        from ckptcore.adapters.keras.writers import stream_image
+
+        if self._image is None:
+            raise RuntimeError("this snapshot was already written; take a new one")
+        image, self._image = self._image, None
+        return stream_image(image, path)
 
     def skip(self) -> None:
         """Delete the file unmoved (a worker that is not the chief)."""
@@ -238,7 +258,8 @@ class KerasSnapshot:
         self.kind = fmt if fmt in _REPLAYED else "sync"
         self.reason: str | None = None
         if self.kind == "sync":
-            self.reason = f"the {fmt!r} format is written by Keras directly"
+            self.reason = (f"the {fmt!r} format is written by Keras directly" if fmt != "h5" else
+                           "the legacy 'h5' file is built in memory on the training thread")
         else:
             from ckptcore.adapters.keras import _saving_internals as internals
 
@@ -255,6 +276,10 @@ class KerasSnapshot:
 
     def __call__(self) -> WriteFn:
         """Take the snapshot now (training thread); return the ``write(path)`` for later."""
+        if self.format == "h5" and self.kind == "sync":
+            from ckptcore.adapters.keras.writers import legacy_h5_image
+
+            return _ImageWrite(legacy_h5_image(self._model()))
         if self.kind == "sync":
             return self._sync()
         model = self._model()
@@ -292,11 +317,11 @@ class KerasSnapshot:
         tmpdir = tempfile.mkdtemp(prefix="ckptcore-sync-")
         target = os.path.join(tmpdir, self._sync_name)
         try:
-            self._sync_write(target)
+            written = self._sync_write(target)
         except BaseException:
             shutil.rmtree(tmpdir, ignore_errors=True)
             raise
-        return _MoveWrite(target, tmpdir)
+        return _MoveWrite(target, tmpdir, written)
 
     def __repr__(self) -> str:
         return f"KerasSnapshot({self.format!r}, replays={self.replays})"

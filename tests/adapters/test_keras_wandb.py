@@ -121,3 +121,17 @@ def test_a_callback_reused_on_a_new_run_names_the_artifact_after_that_run(tmp_pa
     assert [a.name for a in first] == [f"run_{wandb_run.id}_model"]
     assert [a.name for a in second] == [f"run_{second_run.id}_model"]
     assert [list(a.files) for a in second] == [["m-2.weights.h5"]]
+
+
+def test_resume_continues_a_run_from_its_local_checkpoints(tmp_path, wandb_run, data, make_model):
+    filepath = str(tmp_path / "ckpt" / "m-{epoch}.keras")
+    first = make_model()
+    first.fit(*data, epochs=2, batch_size=8, verbose=0,
+              callbacks=[WandbModelCheckpoint(filepath, monitor="loss", resume=True)])
+    again = make_model()
+    callback = WandbModelCheckpoint(filepath, monitor="loss", resume=True)
+    history = again.fit(*data, epochs=3, batch_size=8, verbose=0, callbacks=[callback])
+    assert history.epoch == [2] and callback.initial_epoch == 2
+    assert callback.restored.point.path == "m-2.keras" and callback.restored.optimizer
+    logged = _finish(wandb_run)
+    assert [a.aliases for a in logged][-1].count("epoch_3") == 1

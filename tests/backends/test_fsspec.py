@@ -4,6 +4,7 @@ loopback), plus what only URLs have: storage_options, missing buckets, URLs as l
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -141,3 +142,19 @@ def test_a_bucket_deleted_after_construction_fails_the_save(s3_server, s3_option
 
 def test_a_memory_url_has_no_bucket_to_check(memory_url):
     assert FsspecBackend(memory_url + "/not/made/yet").exists("manifest.json") is False
+
+
+def test_a_large_checkpoint_goes_to_s3_as_a_multipart_upload_in_parts(s3_bucket, s3_options, tmp_path):
+    import s3fs
+
+    from ckptcore.backends.fsspec import S3_PART_SIZE
+
+    data = os.urandom(2 * S3_PART_SIZE + 12345)  # three parts
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    backend = resolve_backend(f"s3://{s3_bucket}/parts", **s3_options)
+    backend.put(str(src), "big.bin", {})
+    client = s3fs.S3FileSystem(**s3_options)
+    # S3 (and moto) give a multipart object the ETag "<md5 of the parts' md5s>-<parts>".
+    assert client.info(f"{s3_bucket}/parts/big.bin")["ETag"].strip('"').endswith("-3")
+    assert client.cat_file(f"{s3_bucket}/parts/big.bin") == data

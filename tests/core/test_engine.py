@@ -301,7 +301,7 @@ def test_values_cannot_leave_the_root(tmp_path, npwrite):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
 
 
-def test_manifest_survives_a_restart_and_resume_restores_state(tmp_path, npwrite):
+def test_manifest_survives_a_restart_and_resume_state_restores_state(tmp_path, npwrite):
     first = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, save_best_only=True,
                          save_freq=4)
     first.on_epoch_begin(0)
@@ -310,8 +310,9 @@ def test_manifest_survives_a_restart_and_resume_restores_state(tmp_path, npwrite
     first.close()
     state = json.loads((tmp_path / "manifest.json").read_text())
     assert state["tracker"]["best"] == pytest.approx(0.47)
+    # resume="state": the stored state as it is (resume=True continues at the checkpoint instead).
     second = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, save_best_only=True,
-                          save_freq=4, resume=True)
+                          save_freq=4, resume="state")
     assert second.tracker.best == pytest.approx(0.47)
     assert second.schedule.batches_run == 6
     assert [e.path for e in second.manifest.entries] == ["w-1.npy"]
@@ -363,11 +364,9 @@ def test_relative_roots(tmp_path, monkeypatch, npwrite, filepath, manifest_path)
         again.close()
 
 
-def test_resume_without_a_manifest_is_a_clear_error(tmp_path):
+def test_resume_from_a_named_root_without_a_manifest_is_a_clear_error(tmp_path):
     from ckptcore import ManifestError
 
-    with pytest.raises(ManifestError, match="no manifest.json"):
-        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: None, resume=True)
     with pytest.raises(ManifestError, match="nothing to resume from"):
         Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=lambda p: None,
                      resume=str(tmp_path / "elsewhere" / "manifest.json"))

@@ -1,0 +1,126 @@
+"""The physical references and the back-to-back regime, measured in one process.
+
+Run by :mod:`benchmarks.worker` (``python -m benchmarks.worker limits ...``). At the target
+model size, interleaved in rounds so that the shared machine's load hits each the same way:
+
+* **references**: a memory copy of the state's bytes into a reused buffer; a raw ``write`` +
+  ``fsync`` of the bytes of the model's ``.keras`` file into a new file beside the checkpoints;
+  with an S3 endpoint, a raw s3fs upload of the same bytes to it (the same part size as the
+  fsspec backend's);
+* **back to back**: fits with 2 steps per epoch and a save at every epoch end (the writer
+  cannot rest between saves), for Keras's ``ModelCheckpoint`` and ckptcore's callback, sync
+  and async, with the time the writer spends on each save (``Committer.save``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["B2B_CONTENDERS", "measure_limits", "time_writer_jobs"]
+
+B2B_CONTENDERS = ("keras", "ckpt_sync", "ckpt_async")
+B2B_S3 = "ckpt_async_s3"  # with an S3 endpoint: the writer's time per upload against a raw put
+B2B_STEPS = 2
+WRITER_S: list[float] = []
+
+
+def time_writer_jobs() -> None:
+    """Note how long each ``Committer.save`` takes (the writer's time per save, when async)."""
+    from ckptcore.commit import Committer
+
+    save = Committer.save
+
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return save(self, *args, **kwargs)
+        finally:
+            WRITER_S.append(time.perf_counter() - start)
+
+    Committer.save = timed  # type: ignore[method-assign]
+
+
+def _raw_write_fsync(data: bytes, folder: str, index: int) -> float:
+    path = os.path.join(folder, f"raw-{index}.bin")
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view.nbytes:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - start
+    os.remove(path)
+    return seconds
+
+
+def _memory_copy(source: np.ndarray, target: np.ndarray) -> float:
+    start = time.perf_counter()
+    np.copyto(target, source)
+    return time.perf_counter() - start
+
+
+def _raw_s3_put(path: str, ctx: Any, index: int) -> float:
+    import s3fs
+
+    from ckptcore.backends.fsspec import S3_PART_SIZE
+
+    fs = s3fs.S3FileSystem(**(ctx.s3_options or {}))
+    key = f"{ctx.s3_bucket}/raw/put-{index}.bin"
+    start = time.perf_counter()
+    fs.put_file(path, key, chunksize=S3_PART_SIZE)
+    seconds = time.perf_counter() - start
+    fs.rm(key)
+    return seconds
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
+    """The references and the back-to-back fits; one record for each, then the references.
+
+    Args:
+        ctx: The benchmark context (where to write, the S3 bucket if any).
+        model: The built, trained model of the target size.
+        fit: ``fit(contender)`` runs one back-to-back fit and returns its record.
+        rounds: Rounds of references and fits.
+    """
+    folder = ctx.fresh("limits")
+    keras_file = os.path.join(folder, "reference.keras")
+    model.save(keras_file)
+    with open(keras_file, "rb") as fh:
+        data = fh.read()
+    state = np.frombuffer(data, dtype=np.uint8)
+    target = np.empty_like(state)
+    target[:] = 0  # paged in, as reused host buffers are
+    refs: dict[str, list[float]] = {"raw_write_fsync_s": [], "memory_copy_s": [], "s3_put_s": []}
+    records = []
+    for round_ in range(rounds):
+        refs["raw_write_fsync_s"].append(_raw_write_fsync(data, folder, round_))
+        refs["memory_copy_s"].append(_memory_copy(state, target))
+        if ctx.s3_bucket:
+            refs["s3_put_s"].append(_raw_s3_put(keras_file, ctx, round_))
+        names = B2B_CONTENDERS + ((B2B_S3,) if ctx.s3_bucket else ())
+        order = names[round_ % len(names):] + names[: round_ % len(names)]
+        for name in order:
+            WRITER_S.clear()
+            record = fit(name)
+            record.update(scenario="b2b", round=round_, writer_s=list(WRITER_S),
+                          writer_median_s=_median(WRITER_S[1:] or WRITER_S))
+            records.append(record)
+    summary: dict[str, Any] = {"scenario": "limits", "contender": "reference", "file_mb": len(data) / 1e6,
+                               "steps_per_epoch": B2B_STEPS, "rounds": rounds}
+    for key, values in refs.items():
+        summary[key] = values
+        summary[key[:-2] + "_median_s"] = _median(values)
+    records.append(summary)
+    return records

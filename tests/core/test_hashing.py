@@ -1,0 +1,78 @@
+"""Hashing while writing: the digest a write returns is the file's, and the commit trusts it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from ckptcore import Checkpointer
+from ckptcore import digest as digest_module
+from ckptcore.commit import load_manifest
+from ckptcore.backends import LocalBackend
+from ckptcore.digest import Digest, digest, written_digest
+from ckptcore.hashing import SLICE, HashingFile
+
+
+def _sha(path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+@pytest.mark.parametrize("stable", [False, True])
+def test_the_digest_of_small_and_large_writes_is_the_files(tmp_path, stable):
+    path = tmp_path / "f.bin"
+    pieces = [b"head", os.urandom(3 * SLICE + 12345), b"", bytearray(b"x" * 5000), memoryview(os.urandom(2 << 20)),
+              b"mid", os.urandom(SLICE), b"tail"]
+    with HashingFile(str(path), stable_buffers=stable) as out:
+        for piece in pieces:
+            assert out.write(piece) == len(piece)
+    assert out.digest == Digest(os.path.getsize(path), _sha(path))
+    assert out.digest == digest(str(path))
+
+
+def test_it_is_a_forward_only_stream(tmp_path):
+    with HashingFile(str(tmp_path / "f.bin")) as out:
+        assert not out.seekable()
+        with pytest.raises(OSError):
+            out.tell()
+        with pytest.raises(OSError):
+            out.seek(0)
+    with pytest.raises(ValueError, match="closed"):
+        out.write(b"late")
+
+
+def test_a_write_fault_is_an_oserror_in_python(tmp_path):
+    """/dev/full fails every write with ENOSPC, as a full disk does."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    out = HashingFile("/dev/full")
+    with pytest.raises(OSError, match="No space left"):
+        out.write(os.urandom(4 << 20))
+    out.close()
+
+
+def test_a_returned_digest_is_taken_only_when_its_size_is_the_files(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    assert written_digest(Digest(3, "f" * 64), str(path)) == (3, "f" * 64)  # taken, not read
+    assert written_digest(Digest(4, "f" * 64), str(path)) == digest(str(path))  # wrong size: read
+    assert written_digest(3, str(path)) == digest(str(path))  # a count of bytes is no digest
+    assert written_digest(None, str(path)) == digest(str(path))
+
+
+def test_the_commit_records_the_written_digest_without_reading_the_file_back(tmp_path, monkeypatch):
+    def write(path: str) -> Digest:
+        with HashingFile(path) as out:
+            out.write(b"weights" * 1000)
+        return out.digest
+
+    def no_read_back(path, *args, **kwargs):
+        raise AssertionError(f"read back {path}")
+
+    monkeypatch.setattr(digest_module, "open", no_read_back, raising=False)  # what digest() reads with
+    with Checkpointer(str(tmp_path / "m-{epoch}.bin"), write=write) as ck:
+        assert ck.on_epoch_end(0, {"loss": 1.0}) == "m-1.bin"
+    entry = load_manifest(LocalBackend(str(tmp_path))).entries[0]
+    assert (entry.size, entry.sha256) == (7000, _sha(tmp_path / "m-1.bin"))
