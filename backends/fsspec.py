@@ -61,6 +61,16 @@ def _local_files(src: str) -> list[tuple[str, str]]:
     return found
 
 
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether an S3 call failed on its ``If-Match``/``If-None-Match`` condition (HTTP 412)."""
+    while exc is not None:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 class FsspecBackend(BaseBackend):
     """Checkpoints under an fsspec URL.
 
@@ -194,6 +204,41 @@ class FsspecBackend(BaseBackend):
     def write_bytes(self, relpath: str, data: bytes) -> None:
         """Write a small file in one request (one object PUT on object stores)."""
         self.fs.pipe_file(self._full(relpath), data)
+
+    # -- conditional writes (S3 If-Match / If-None-Match) -------------------------------------
+    @property
+    def conditional_writes(self) -> bool:
+        """Whether manifest writes can be conditional: S3 through s3fs (``If-Match`` on the
+        ETag read before the merge, ``If-None-Match: *`` for a first manifest)."""
+        return self.name in ("s3", "s3a") and hasattr(self.fs, "call_s3")
+
+    def tag(self, relpath: str) -> str | None:
+        """The store's version tag (S3 ETag) of a small file; None when it is absent."""
+        target = self._full(relpath)
+        self.fs.invalidate_cache(target)
+        try:
+            return self.fs.info(target).get("ETag")
+        except FileNotFoundError:
+            return None
+
+    def write_bytes_if(self, relpath: str, data: bytes, tag: str | None) -> bool:
+        """Write a small file only if it still has version ``tag`` (None: only if absent).
+
+        Returns:
+            False when another writer changed it first (HTTP 412): nothing was written.
+        """
+        target = self._full(relpath)
+        bucket, key, _ = self.fs.split_path(target)
+        match = {"IfMatch": tag} if tag is not None else {"IfNoneMatch": "*"}
+        try:
+            self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **match)
+        except Exception as exc:  # noqa: BLE001 - s3fs turns the 412 into an OSError
+            if _precondition_failed(exc):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(target)
+        return True
 
     def exists(self, relpath: str) -> bool:
         target = self._full(relpath)

@@ -1,21 +1,30 @@
-"""Local disk: write to a hidden temporary name beside the target, fsync, then ``os.replace``."""
+"""Local disk: write under the root's hidden staging directory, fsync, then ``os.replace``.
+
+The layout (``ROOT/.ckptcore/``) and what a killed save or delete leaves there are handled in
+:mod:`ckptcore.backends.local_layout`; the cross-process locks in
+:mod:`ckptcore.backends.local_lock`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import shutil
-import time
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 from ckptcore import safepath
 from ckptcore.backends.base import CommitInfo
-from ckptcore.names import TEMP_MARK
+from ckptcore.backends.local_layout import ASIDE, TRASH, make_layout, new_slot, recover, remove_tree, sweep
+from ckptcore.backends.local_lock import RunClaim, root_lock, run_alive
+from ckptcore.layout import STAGING_DIR, TMP_MARK
 
 __all__ = ["STALE_AFTER_SECONDS", "LocalBackend", "atomic_write_bytes", "fsync_tree"]
 
-_TMP_MARK = TEMP_MARK
+log = logging.getLogger("ckptcore")
+_TMP_MARK = TMP_MARK
 #: A temporary file untouched for this long is left over from a killed writer.
 STALE_AFTER_SECONDS = 600.0
 
@@ -110,6 +119,9 @@ class LocalBackend:
             if root.startswith(scheme):
                 root = root[len(scheme) :]
         self.root = root
+        self._prepared = False
+        #: Set when the root's layout had to be made again (the root was deleted in use).
+        self.recreated = False
 
     def _abs(self, relpath: str) -> str:
         return os.path.join(self.root, *relpath.split("/")) if self.root else os.path.join(*relpath.split("/"))
@@ -125,8 +137,7 @@ class LocalBackend:
         """
         return safepath.check_path(self.root, relpath)
 
-    def stage(self, relpath: str) -> str:
-        final = safepath.check_path(self.root, relpath)  # makedirs must not create past a link
+    def _make_parent(self, final: str) -> None:
         parent = os.path.dirname(final) or "."
         try:
             os.makedirs(parent, exist_ok=True)
@@ -135,29 +146,59 @@ class LocalBackend:
             raise NotADirectoryError(
                 errno.ENOTDIR, f"cannot create the directory {parent!r}: {blocker!r} is a file, not a directory"
             ) from exc
-        return _temp_name(final)
+
+    def _check_layout(self) -> None:
+        """Make the hidden layout; a root whose layout vanished after :meth:`prepare` was deleted."""
+        try:
+            made = make_layout(self.root)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise NotADirectoryError(errno.ENOTDIR, f"cannot create the directory {self.root!r}: "
+                                     f"{_file_in_the_way(self.root or '.')!r} is a file, not a directory") from exc
+        if made and self._prepared:
+            self.recreated = True
+            log.warning("the checkpoint root %r was deleted while in use; made it again (the "
+                        "checkpoints it held are gone and are no longer listed)", self.root or ".")
+
+    def stage(self, relpath: str) -> str:
+        """A fresh ``.ckptcore/staging/<id>/<final name>`` path (the final name last)."""
+        safepath.check_path(self.root, relpath)  # a link below the root is refused now
+        self._check_layout()
+        return os.path.join(new_slot(self.root), os.path.basename(self._abs(relpath)))
 
     def commit(self, staged: str, relpath: str, info: CommitInfo) -> str:
         final = safepath.check_path(self.root, relpath)
         if not os.path.exists(staged):
             raise FileNotFoundError(f"the writer produced nothing at {staged!r} for {relpath!r}")
         fsync_tree(staged)
+        self._make_parent(final)
         if os.path.lexists(final) and (os.path.isdir(staged) or os.path.isdir(final)):
-            # A directory cannot be replaced atomically (nor a file by a directory, or back):
-            # move the old one aside first, so the final name holds either the old or the new
-            # complete checkpoint (or, for an instant, nothing), never a mix.
-            old = _temp_name(final)
+            self._swap(staged, final, relpath)
+        else:
+            os.replace(staged, final)
+        _fsync_dir(os.path.dirname(final))
+        _drop_slot(staged)
+        return final
+
+    def _swap(self, staged: str, final: str, relpath: str) -> None:
+        """Replace a directory (or a file by one, or back): no atomic rename does it.
+
+        The old copy is moved into a staging slot marked ``aside`` (with its relative path)
+        first, so a kill between the two renames leaves it where the next open puts it back.
+        """
+        with self.lock():
+            slot = new_slot(self.root, ASIDE, relpath)
+            old = os.path.join(slot, os.path.basename(final))
             os.replace(final, old)
             try:
                 os.replace(staged, final)
             except BaseException:
                 os.replace(old, final)
                 raise
-            _remove(old)
-        else:
-            os.replace(staged, final)
-        _fsync_dir(os.path.dirname(final))
-        return final
+            _fsync_dir(os.path.dirname(final))
+        try:
+            remove_tree(slot)
+        except OSError as exc:
+            log.warning("could not remove the replaced copy %r: %s (removed at the next open)", old, exc)
 
     def put(self, src: str, relpath: str, info: CommitInfo) -> str:
         staged = self.stage(relpath)
@@ -172,23 +213,29 @@ class LocalBackend:
             raise
 
     def discard(self, staged: str) -> None:
-        _remove(staged)
-        # A writer that appended a suffix to the staged name (np.save adds ".npy") left its
-        # file beside it; the unique temporary prefix says it is ours.
-        head, tail = os.path.split(staged)
-        if tail.startswith(_TMP_MARK):
-            try:
-                names = os.listdir(head or ".")
-            except OSError:
-                return
-            for name in names:
-                if name.startswith(tail) and name != tail:
-                    _remove(os.path.join(head, name))
+        slot = os.path.dirname(staged)
+        if _is_slot(slot):
+            # The whole slot: a writer that appended a suffix to the staged name (np.save adds
+            # ".npy") left its file beside it.
+            remove_tree(slot)
+        else:
+            _remove(staged)
 
     def delete(self, relpath: str) -> None:
-        # Never through a link below the root (UnsafePathError); then drop the directories the
-        # template made for it ("e3/model"), up to the root, while they are empty.
-        safepath.remove_below(self.root, relpath)
+        """Move the checkpoint into a staging slot marked ``trash``, then remove it there.
+
+        Never through a link below the root (UnsafePathError); then drop the directories the
+        template made for it ("e3/model"), up to the root, while they are empty.
+        """
+        final = safepath.check_path(self.root, relpath)
+        if os.path.lexists(final):
+            slot = new_slot(self.root, TRASH, relpath)
+            os.replace(final, os.path.join(slot, os.path.basename(final)))
+            try:
+                remove_tree(slot)
+            except OSError as exc:
+                log.warning("could not remove the deleted %r from %r: %s (removed at the next open)",
+                            relpath, slot, exc)
         safepath.rmdir_empty_parents(self.root, relpath)
 
     def read_bytes(self, relpath: str) -> bytes:
@@ -201,28 +248,53 @@ class LocalBackend:
         return safepath.exists_below(self.root, relpath)
 
     def remove_stale_temporaries(self, max_age: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove temporary files and directories a killed writer left under the root.
+        """Remove saves a killed writer left in ``.ckptcore/staging`` (and stale temporary
+        files in ``.ckptcore/state``), untouched for ``max_age`` seconds.
 
-        Only names carrying the temporary mark are touched, and only those nothing has written
-        to for ``max_age`` seconds (a save in progress in another process keeps its files'
-        modification times fresh).
+        Nothing outside ``.ckptcore`` is looked at. One that cannot be removed is a logged
+        warning, not an error.
 
         Returns:
             The paths removed.
         """
-        root = self.root or "."
-        if not os.path.isdir(root):
-            return []
-        cutoff = time.time() - max_age
-        removed = []
-        for dirpath, dirs, files in os.walk(root):
-            for name in [*files, *dirs]:
-                path = os.path.join(dirpath, name)
-                if name.startswith(_TMP_MARK) and _last_write(path) < cutoff:
-                    _remove(path)
-                    removed.append(path)
-            dirs[:] = [d for d in dirs if not d.startswith(_TMP_MARK)]
+        removed, problems = sweep(self.root, max_age)
+        for problem in problems:
+            log.warning("stale temporary file left: %s", problem)
         return removed
+
+    def prepare(self) -> list[str]:
+        """Open the root: make the layout, put back what an interrupted replace moved aside,
+        empty the trash of an interrupted delete, remove stale saves.
+
+        Returns:
+            One line per thing done; problems are logged as warnings, never raised.
+        """
+        try:
+            make_layout(self.root)
+            with self.lock():
+                done, problems = recover(self.root)
+        except OSError as exc:
+            log.warning("cannot prepare the checkpoint root %r: %s", self.root or ".", exc)
+            return []
+        for problem in problems:
+            log.warning("checkpoint root %r: %s", self.root or ".", problem)
+        removed = self.remove_stale_temporaries()
+        self._prepared = True
+        return done + [f"removed {path!r} (left by a killed save)" for path in removed]
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the root's cross-process lock (``.ckptcore/state/lock``)."""
+        with root_lock(self.root):
+            yield
+
+    def claim_run(self, run_id: str) -> Any:
+        """Mark ``run_id`` live on this root until the returned claim's ``release()``."""
+        return RunClaim(self.root, run_id)
+
+    def run_alive(self, run_id: str) -> bool:
+        """Whether an open run (of any process) holds the claim of ``run_id``."""
+        return run_alive(self.root, run_id)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -231,14 +303,14 @@ class LocalBackend:
         return f"LocalBackend({self.root!r})"
 
 
-def _last_write(path: str) -> float:
-    """The newest modification time of a file, or of anything under a directory."""
-    try:
-        newest = os.lstat(path).st_mtime
-        if os.path.isdir(path):
-            for dirpath, dirs, files in os.walk(path):
-                for name in [*dirs, *files]:
-                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
-        return newest
-    except OSError:
-        return time.time()  # vanished or unreadable: treat as in use
+def _is_slot(path: str) -> bool:
+    """Whether ``path`` is a ``.ckptcore/staging/<id>`` directory."""
+    parent = os.path.dirname(os.path.abspath(path))
+    return os.path.basename(path) != "" and parent.endswith(os.sep + os.path.join(*STAGING_DIR.split("/")))
+
+
+def _drop_slot(staged: str) -> None:
+    slot = os.path.dirname(staged)
+    if _is_slot(slot):
+        with contextlib.suppress(OSError):
+            os.rmdir(slot)

@@ -28,13 +28,18 @@ KINDS = ("unaccounted", "lie", "corrupt", "lost_best")
 
 
 def manifest_of(root: str) -> Any:
-    """The manifest of a local root (None when there is none); raises ManifestError if unreadable."""
+    """The manifest of a local root as a reader sees it (its pending records settled by what is
+    on disk, nothing written); None when there is none; raises ManifestError if unreadable."""
     from ckptcore.backends.local import LocalBackend
-    from ckptcore.commit import load_manifest
+
+    try:
+        from ckptcore.store import load_settled as load
+    except ImportError:  # a ckptcore without pending records
+        from ckptcore.commit import load_manifest as load
 
     backend = LocalBackend(root)
     try:
-        return load_manifest(backend)
+        return load(backend)
     finally:
         backend.close()
 
@@ -85,7 +90,9 @@ def unaccounted(root: str) -> list[str]:
         from ckptcore.audit import unaccounted as audit  # type: ignore[import-not-found]
     except ImportError:
         return _own_unaccounted(root)
-    return [str(problem) for problem in audit(root)]
+    # ckptcore's own definition decides which; the lines say why, in this module's words.
+    why = {line.split(": ", 1)[0]: line for line in _own_unaccounted(root)}
+    return [why.get(path, f"{path}: under a final name, not accounted for") for path in audit(root)]
 
 
 def _lies(root: str, manifest: Any) -> list[str]:

@@ -30,11 +30,12 @@ from typing import Annotated, Any, Optional, Sequence
 import typer
 from rich.console import Console
 
-from ckptcore.commit import load_manifest
 from ckptcore.digest import stream_digest, tree_digest
 from ckptcore.table import checkpoint_table, entry_row, human_age, human_size, printable
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
+from ckptcore.pending import accounted
+from ckptcore.store import delete_checkpoints, load_settled, root_of_manifest
 from ckptcore.modes import resolve_mode
 from ckptcore.retention import RetentionPolicy
 from ckptcore.safepath import digest_below
@@ -128,8 +129,8 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
     """
     from ckptcore.backends import resolve_backend
 
-    if root.rstrip("/").endswith("/" + MANIFEST_NAME) or root == MANIFEST_NAME:
-        root = root.rstrip("/")[: -len(MANIFEST_NAME)].rstrip("/") or "."
+    if root.rstrip("/").endswith(".json"):
+        root = root_of_manifest(root) or "."
     is_url = _URL_MARK in root
     if not is_url and not os.path.isdir(root):
         what = "is not a directory" if os.path.exists(root) else "does not exist"
@@ -137,12 +138,12 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
     try:
         # A bare local name ("runs") must not be taken for a backend name: say "local".
         backend = resolve_backend(root if is_url else "local", root, **(storage_options or {}))
-        manifest = load_manifest(backend)
+        manifest = load_settled(backend)  # pending records resolved by what is stored (read only)
     except (CkptcoreError, OSError, ValueError, ImportError) as exc:
         message = _one_line(exc)  # a BucketNotFoundError names the root itself
         raise _fail(message if message.startswith(root) else f"{root}: {message}") from exc
     if manifest is None:
-        raise _fail(f"{root}: no {MANIFEST_NAME} here; not a ckptcore checkpoint root")
+        raise _fail(f"{root}: no ckptcore manifest here ({MANIFEST_NAME}); not a ckptcore checkpoint root")
     return Root(root, backend, manifest)
 
 
@@ -209,6 +210,8 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
         if size != entry.size:  # no digest to compare, but the size alone says these are other bytes
             return "BAD", f"{size} bytes != manifest {entry.size} bytes (the manifest records no sha256)"
         return "UNVERIFIED", "the manifest records no sha256, so nothing vouches for these bytes"
+    if sha != entry.sha256 and accounted(root.manifest, entry.path, sha):
+        return "ok", f"{human_size(size)} (a save in progress: its pending record holds this sha256)"
     if sha != entry.sha256:
         return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
     return "ok", human_size(size)
@@ -387,20 +390,14 @@ def _direction(manifest: Manifest, run: str, mode: str | None) -> str:
 
 
 def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
-    """Write the manifest without ``doomed`` first, then delete their files."""
-    for entry in doomed:
-        root.manifest.remove(entry.path)
+    """Record the deletions in the manifest first, then delete the files (see
+    :func:`ckptcore.store.delete_checkpoints`)."""
     try:
-        root.backend.write_bytes(MANIFEST_NAME, root.manifest.to_json().encode())
+        failed = delete_checkpoints(root.backend, [e.path for e in doomed])
     except OSError as exc:
         raise _fail(f"{root.location}: could not write the manifest, nothing deleted: {_one_line(exc)}") from exc
-    failed = 0
-    for entry in doomed:
-        try:
-            root.backend.delete(entry.path)
-        except OSError as exc:
-            failed += 1
-            typer.echo(f"could not delete {printable(entry.path)}: {printable(_one_line(exc))}", err=True)
+    for path, exc in failed:
+        typer.echo(f"could not delete {printable(path)}: {printable(_one_line(exc))}", err=True)
     if failed:
         raise typer.Exit(1)
 

@@ -1,21 +1,20 @@
-"""Committing one checkpoint: write into staging, commit to every backend, record, prune.
+"""Committing one checkpoint: write into staging, record it as pending, commit, prune.
 
-The order is what keeps a reader safe: the primary backend makes the checkpoint visible under
-its final name only when it is complete; secondary backends copy the committed checkpoint; the
-manifest is written after the files it lists; files that retention prunes are deleted only after
-a manifest without them has been written. A checkpoint that replaces one under the same name
-(a fixed file name) is first withdrawn from the manifest, so a crash between the replace and the
-next manifest write never leaves the manifest vouching for bytes that are gone.
+The order is what keeps the manifest true at every instant (see :mod:`ckptcore.pending`):
 
-Backend calls are retried on transient faults (:mod:`ckptcore.retry`). A backend that still
-fails is skipped for the rest of that save; each secondary backend's manifest lists only the
-checkpoints that backend holds.
+1. the checkpoint is written into the primary backend's staging and hashed;
+2. one manifest write per backend, under the root's lock: the new checkpoint as a pending
+   record (its sha256, and the sha256 it replaces), the checkpoints retention prunes moved
+   from the entries to delete records;
+3. the primary commits (a rename on local disk, an upload elsewhere), then the secondary
+   backends copy it; a call that failed is checked against what is really stored (an upload
+   that landed counts as saved);
+4. in memory the record becomes an entry; the pruned checkpoints are removed (local disk:
+   moved into staging's trash first). The next manifest write (the next save, or close)
+   stores that; a kill before it is settled when the root is next opened.
 
-Several runs may share a root (a fixed ``best.keras`` callback beside an ``m-{epoch}.keras``
-one): each manifest write re-reads the stored manifest and merges
-(:func:`ckptcore.manifest.merge_manifests`), this run's entries from memory, other runs' from
-the stored copy, under a per-location lock within the process. Across processes two writers
-that read before either writes each lack the other's newest entry until that run's next write.
+A save that reached no backend writes the manifest again without its record. Backend calls
+are retried (:mod:`ckptcore.retry`); a secondary backend's manifest lists what it holds.
 """
 
 from __future__ import annotations
@@ -25,34 +24,23 @@ import math
 import os
 import threading
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+from ckptcore.audit import holds
 from ckptcore.digest import written_digest
-from ckptcore.errors import CheckpointSaveError, ForeignManifestError, ManifestError, StorageError
-from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
+from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
+from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, PendingRecord, merge_manifests
 from ckptcore.modes import Direction
+from ckptcore.pending import delete_record, write_record
 from ckptcore.retention import RetentionPolicy
 from ckptcore.retry import BackendRetries, RetryPolicy
+from ckptcore.store import (
+    claim_run, forget_lost, live_runs, load_manifest, merge_write, register_run, unregister_run,
+)
 
 __all__ = ["Committer", "live_runs", "load_manifest", "validate_manifest"]
 
 log = logging.getLogger("ckptcore")
-_LOCATION_LOCKS: dict[str, threading.Lock] = {}
-_LOCATION_LOCKS_GUARD = threading.Lock()
-_LIVE_RUNS: dict[str, set[str]] = {}  # manifest location -> run ids of open Committers
-
-
-def live_runs(location: str) -> set[str]:
-    """Run ids of the open Committers of this process on the manifest at ``location``."""
-    with _LOCATION_LOCKS_GUARD:
-        return set(_LIVE_RUNS.get(location, ()))
-
-
-def _location_lock(location: str) -> threading.Lock:
-    """The lock serialising read-merge-write of the manifest at ``location`` in this process."""
-    with _LOCATION_LOCKS_GUARD:
-        return _LOCATION_LOCKS.setdefault(location, threading.Lock())
 
 
 def _discard(backend: Any, staged: str) -> None:
@@ -63,30 +51,11 @@ def _discard(backend: Any, staged: str) -> None:
         log.warning("could not remove the staged copy %r: %s", staged, exc)
 
 
-def load_manifest(backend: Any, retry: RetryPolicy | None = None) -> Manifest | None:
-    """Read and validate the manifest of ``backend``; None when there is none.
-
-    Args:
-        backend: The backend whose root holds the manifest.
-        retry: How transient faults are retried (default: no retries).
-
-    Raises:
-        ManifestError: The stored manifest does not parse or validate.
-        StorageError: It could not be read (the storage is unreachable, say); names where.
-    """
-    location = backend.locate(MANIFEST_NAME)
-    policy = retry or RetryPolicy(retries=0)
-    try:
-        data = policy.call(f"reading {location}", backend.read_bytes, MANIFEST_NAME)
-    except (FileNotFoundError, NotADirectoryError):  # no root yet, or a file where it would be
-        return None
-    except Exception as exc:  # noqa: BLE001 - a client's own errors (botocore) are not OSErrors
-        raise StorageError(f"cannot read {location}: {type(exc).__name__}: {exc}") from exc
-    return Manifest.from_json(data, source=location)
-
-
 class Committer:
     """Owns the manifest and runs the commit pipeline; safe to call from the writer thread.
+
+    Attributes:
+        claims_runs: Whether it marks its run open on the root (see :mod:`ckptcore.pending`).
 
     Args:
         backends: Primary backend first, then secondary ones.
@@ -98,6 +67,8 @@ class Committer:
         protected: Checkpoint paths retention must never delete.
         retry: How backend calls are retried on transient faults.
     """
+
+    claims_runs = True
 
     def __init__(
         self,
@@ -121,16 +92,18 @@ class Committer:
         if run_id not in self.manifest.runs:
             self.manifest.runs.append(run_id)
         self.lock = threading.RLock()
-        # Paths whose entry (or absence) this run decides even if another run wrote them:
-        # one being replaced (withdrawn), or another run's entry put back after a failed replace.
-        self._owned: set[str] = set()
+        # The stored best is always a committed checkpoint's: the tracker may already hold
+        # the value of a save still in flight.
+        self._best = state()[0].get("best")
         # (backend name, path) of pruned checkpoints not deleted yet: retried at later saves.
         self._undeleted: list[tuple[str, str]] = []
         # Per backend, the paths its manifest listed when this run last wrote it.
         self._stored: dict[str, set[str]] = {}
+        self._dirty = False
+        self._errors: dict[str, str] = {}  # per backend, why its last manifest write failed
         self._location = self.primary.locate(MANIFEST_NAME)
-        with _LOCATION_LOCKS_GUARD:
-            _LIVE_RUNS.setdefault(self._location, set()).add(run_id)
+        register_run(self._location, run_id)
+        self._claim = claim_run(self.primary, run_id) if self.claims_runs else None
 
     @property
     def retry(self) -> RetryPolicy:
@@ -146,7 +119,7 @@ class Committer:
         """The backend that stages and commits first."""
         return self.backends[0]
 
-    def save(self, relpath: str, write: Callable[[str], object], entry: ManifestEntry) -> ManifestEntry:
+    def save(self, relpath: str, write: Callable[[str], Any], entry: ManifestEntry) -> ManifestEntry:
         """Write one checkpoint through ``write(path)`` and commit it everywhere.
 
         ``write`` may return the :class:`ckptcore.digest.Digest` it computed while writing;
@@ -163,22 +136,18 @@ class Committer:
                                       primary.stage, relpath, reaches_store=False)
         except OSError as exc:
             raise CheckpointSaveError(relpath, f"cannot stage at {primary!r}: {exc}") from exc
-        withdrawn, down = None, set()
+        planned: tuple[PendingRecord, list[ManifestEntry]] | None = None
         try:
-            written = write(staged)
-            if not os.path.exists(staged):
-                # A bug of the write function, not a storage fault: never just a warning.
-                raise ValueError(
-                    f"the write function wrote nothing to {staged!r}; it must write to exactly "
-                    "the path it is given (np.save, for one, appends '.npy' to other names)"
-                )
-            entry.size, entry.sha256 = written_digest(written, staged)
-            withdrawn, down = self._withdraw(relpath)
+            self._written(staged, write(staged), entry)
+            planned, down = self._plan(entry)
             location = self._commit_primary(staged, relpath, entry)
         except BaseException as exc:
             _discard(primary, staged)
-            if withdrawn is not None:
-                self._restore(*withdrawn)
+            entry.backends = []
+            if planned is not None:
+                with self.lock:  # reached no backend: withdraw the record, store that
+                    self._withdraw(*planned)
+                    self.write_manifest()
             if isinstance(exc, CheckpointSaveError) or not isinstance(exc, Exception):
                 raise
             raise CheckpointSaveError(relpath, f"{type(exc).__name__}: {exc}") from exc
@@ -187,11 +156,11 @@ class Committer:
         # not the URL. A local primary moved it to ``location``.
         source = staged if os.path.lexists(staged) else location
         try:
-            failures = [f"{name} (manifest not writable)" for name in sorted(down)]
+            failures = [f"{name} (manifest not writable) [{self._errors.get(name, '?')}]" for name in sorted(down)]
             failures += self._replicate(source, relpath, entry, down)
         finally:
             _discard(primary, staged)
-        failures += [f"{name} (manifest not writable)" for name in sorted(self._record(entry, down))]
+        self._committed(entry, *planned, unsafe=down)
         if failures:
             raise CheckpointSaveError(
                 relpath,
@@ -199,6 +168,17 @@ class Committer:
                 partial=True,
             )
         return entry
+
+    @staticmethod
+    def _written(staged: str, result: Any, entry: ManifestEntry) -> None:
+        """Check what the write function left and record its size and sha256 in ``entry``."""
+        if not os.path.lexists(staged):
+            # A bug of the write function, not a storage fault: never just a warning.
+            raise ValueError(
+                f"the write function wrote nothing to {staged!r}; it must write to exactly "
+                "the path it is given (np.save, for one, appends '.npy' to other names)"
+            )
+        entry.size, entry.sha256 = written_digest(result, staged)
 
     def foreign_directory(self, relpath: str) -> str | None:
         """Why ``relpath`` must not be written locally: a non-empty directory that is no checkpoint.
@@ -220,37 +200,70 @@ class Committer:
         primary = self.primary
         policy = replace(self.retry, transient=lambda exc: self.retry.transient(exc) and os.path.lexists(staged))
         info = dict(entry.model_dump())
-        return self._calls.call(primary.name, f"committing {relpath!r} on {primary.name}", primary.commit,
-                                staged, relpath, info, policy=policy)
+        try:
+            return self._calls.call(primary.name, f"committing {relpath!r} on {primary.name}", primary.commit,
+                                    staged, relpath, info, policy=policy)
+        except Exception as exc:
+            if "://" in primary.locate(relpath) and holds(primary, relpath, entry.sha256):
+                log.warning("committing %r on %s reported %s, but the checkpoint is there", relpath, primary.name, exc)
+                return primary.locate(relpath)
+            raise
 
-    def _withdraw(self, relpath: str) -> tuple[tuple[int, ManifestEntry] | None, set[str]]:
-        """Drop the entry about to be replaced and write the manifest before the replace.
+    def _plan(self, entry: ManifestEntry) -> tuple[tuple[PendingRecord, list[ManifestEntry]], set[str]]:
+        """Write the manifest before the commit: ``entry`` pending, what it prunes withdrawn.
 
         Returns:
-            ``(index, entry)`` to restore if the commit fails (None when nothing was listed),
-            and the secondary backends whose manifest could not be written.
+            ``(record, pruned)`` for :meth:`_committed` or :meth:`_withdraw`, and the
+            secondary backends whose manifest could not be written (skipped by this save).
+
+        Raises:
+            StorageError: The primary's manifest could not be written (nothing was changed).
         """
         with self.lock:
-            old = self.manifest.get(relpath)
-            if old is None:
-                return None, set()
-            index = self.manifest.entries.index(old)
-            self.manifest.remove(relpath)
-            self._owned.add(relpath)
-            down = self.write_manifest()
+            previous = self.manifest.get(entry.path)
+            entry.backends = [self.primary.name]  # what the record claims, settled on the primary
+            record = write_record(entry, previous, self._best)
+            candidates = [e for e in self.manifest.entries if e.path != entry.path] + [entry]
+            # A checkpoint keep_best cannot rank (no finite monitored value) is not pruned by
+            # its own save: it stays until the next one.
+            scored = entry.monitor_value is not None and math.isfinite(entry.monitor_value)
+            pruned = self.retention.select_deletions(
+                candidates, self.mode, {self.run_id}, self.protected if scored else self.protected | {entry.path})
+            # Pruned by its own save (keep_best, a worse one): committed, then deleted.
+            older = [e for e in pruned if e is not entry]
+            for old in older:
+                self.manifest.remove(old.path)
+            self.manifest.pending += [record, *(delete_record(old, self.run_id) for old in older)]
+            down = self.write_manifest(best=entry.monitor_value if entry.is_best else self._best)
             if self.primary.name in down:
-                self.manifest.entries.insert(index, old)
-                self._owned.discard(relpath)
-                raise StorageError(f"could not update the manifest on {self.primary.name} before replacing {relpath!r}")
-        return (index, old), down
+                self._withdraw(record, pruned)
+                raise StorageError(f"could not write the manifest on {self.primary.name} before "
+                                   f"committing {entry.path!r}: {self._errors.get(self.primary.name)}")
+        return (record, pruned), down
 
-    def _restore(self, index: int, old: ManifestEntry) -> None:
-        """Put back an entry withdrawn for a commit that failed: its files are untouched."""
-        with self.lock:
+    def _withdraw(self, record: PendingRecord, pruned: list[ManifestEntry]) -> None:
+        """Undo :meth:`_plan` in memory: the save reached no backend."""
+        pruned = [old for old in pruned if old.path != record.path]
+        paths = {old.path for old in pruned}
+        self.manifest.pending = [r for r in self.manifest.pending
+                                 if r is not record and not (r.sha256 is None and r.path in paths)]
+        for old in pruned:
             if self.manifest.get(old.path) is None:
-                self.manifest.entries.insert(min(index, len(self.manifest.entries)), old)
-            if not self.write_manifest() and old.run_id != self.run_id:
-                self._owned.discard(old.path)  # stored again: the other run's copy rules it now
+                self.manifest.entries.append(old)
+        self.manifest.entries.sort(key=lambda e: e.created_at)
+
+    def _committed(self, entry: ManifestEntry, record: PendingRecord, pruned: list[ManifestEntry],
+                   unsafe: set[str]) -> None:
+        """The primary holds the checkpoint: list it, then remove what it pruned."""
+        with self.lock:
+            self.manifest.pending = [r for r in self.manifest.pending if r is not record]
+            if all(old is not entry for old in pruned):
+                self.manifest.add(entry)
+            self._dirty = True  # stored as pending: the next write (or close) lists it
+            if entry.is_best:
+                self._best = entry.monitor_value
+            self._undeleted.extend((name, old.path) for old in pruned for name in old.backends)
+        self._delete_pruned(unsafe)  # where the manifest was not written, it still lists them
 
     def _replicate(self, location: str, relpath: str, entry: ManifestEntry, down: set[str]) -> list[str]:
         failures = []
@@ -262,35 +275,20 @@ class Committer:
                                  location, relpath, dict(entry.model_dump()))
                 entry.backends.append(backend.name)
             except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
+                if getattr(backend, "keeps_manifest", False) and holds(backend, relpath, entry.sha256):
+                    log.warning("copying %r to %s reported %s, but the checkpoint is there", relpath, backend.name, exc)
+                    entry.backends.append(backend.name)
+                    continue
                 log.error("checkpoint %r: backend %s failed: %s", relpath, backend.name, exc)
                 failures.append(f"{backend.name} ({type(exc).__name__}: {exc})")
                 down.add(backend.name)
         return failures
 
-    def _record(self, entry: ManifestEntry, down: set[str]) -> set[str]:
-        """Add ``entry``, write the manifest, prune; return where the manifest was not written."""
-        with self.lock:
-            self.manifest.add(entry)
-            self._owned.discard(entry.path)
-            # A checkpoint keep_best cannot rank (no finite monitored value) is not pruned by
-            # its own save: it stays until the next one.
-            scored = entry.monitor_value is not None and math.isfinite(entry.monitor_value)
-            pruned = self.retention.select_deletions(
-                self.manifest.entries, self.mode, {self.run_id},
-                self.protected if scored else self.protected | {entry.path},
-            )
-            for old in pruned:
-                self.manifest.remove(old.path)
-                self._undeleted.extend((name, old.path) for name in old.backends)
-            failed = self.write_manifest(skip=down)
-        self._delete_pruned(down | failed)
-        return failed
-
     def _delete_pruned(self, unsafe: set[str]) -> None:
-        """Delete pruned checkpoints from each backend whose stored manifest no longer lists them.
+        """Delete pruned checkpoints; the stored manifests already hold them as delete records.
 
-        A backend in ``unsafe`` (failed in this save, or its manifest not written) waits for a
-        later save, or :meth:`close`, whose manifest write there succeeds.
+        A backend in ``unsafe`` (its manifest not written) waits for a later save, or
+        :meth:`close`, whose manifest write there succeeds.
         """
         with self.lock:
             todo, self._undeleted = self._undeleted, []
@@ -313,28 +311,30 @@ class Committer:
                 left.append((name, path))
         with self.lock:
             self._undeleted.extend(left)
+            waiting = {path for _name, path in self._undeleted}
+            self.manifest.pending = [r for r in self.manifest.pending if r.sha256 is not None or r.path in waiting]
 
-    def write_manifest(self, skip: Sequence[str] = ()) -> set[str]:
+    def write_manifest(self, skip: Sequence[str] = (), best: Any = "committed") -> set[str]:
         """Store the tracker/schedule state and merge the manifest into every backend keeping one.
 
         The primary's manifest is the engine's full record; a secondary backend's lists only
-        the checkpoints that reached it. Each write re-reads the stored manifest and keeps
-        other runs' entries (see :func:`ckptcore.manifest.merge_manifests`).
-
-        A stored manifest that cannot be read or validated is never silently replaced: it is
-        logged as an error and copied aside to ``manifest.json.unreadable-<time>`` first, then
-        this run's manifest is written (other runs' entries it held are then in that copy
-        only). If the copy cannot be made, nothing is written and the backend counts as failed.
+        the checkpoints that reached it. Each write re-reads the stored manifest under the
+        root's lock and keeps other runs' entries (see :func:`ckptcore.manifest.merge_manifests`).
 
         Args:
             skip: Names of backends not to write to (they failed in this save).
+            best: The best value to store (default: that of this run's last committed best).
 
         Returns:
             The names of the backends the manifest could not be written to.
         """
         with self.lock:
-            self.manifest.tracker, self.manifest.schedule = self._state()
-            failed = set()
+            tracker, self.manifest.schedule = self._state()
+            self.manifest.tracker = {**tracker, "best": self._best if best == "committed" else best} \
+                if "best" in tracker else tracker
+            if gone := forget_lost(self.primary, self.manifest):
+                self._undeleted = [(name, path) for name, path in self._undeleted if path not in gone]
+            failed, self._dirty = set(), False
             for backend in self.backends:
                 if not getattr(backend, "keeps_manifest", False) or backend.name in skip:
                     continue
@@ -344,16 +344,19 @@ class Committer:
                 except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
                     log.error("could not write the manifest to %s: %s", backend.name, exc)
                     failed.add(backend.name)
+                    self._errors[backend.name] = f"{type(exc).__name__}: {exc}"
         return failed
 
     def _merge_into(self, backend: Any, view: Manifest) -> None:
         """Read the manifest stored on ``backend``, merge ``view`` into it and write it back."""
-        with _location_lock(backend.locate(MANIFEST_NAME)):
-            stored = self._read_stored(backend)
-            merged = merge_manifests(view, stored, self.run_id, self._owned)
-            self._calls.call(backend.name, f"writing the manifest to {backend.name}", backend.write_bytes,
-                             MANIFEST_NAME, merged.to_json().encode())
-            self._stored[backend.name] = {e.path for e in merged.entries}
+        call, what = self._calls.call, f"the manifest of {backend.name}"
+        write = backend.write_bytes_if if getattr(backend, "conditional_writes", False) else backend.write_bytes
+        merged = merge_write(
+            backend, lambda stored: merge_manifests(view, stored, self.run_id, set()),
+            read=lambda: call(backend.name, f"reading {what}", backend.read_bytes, MANIFEST_NAME),
+            tag=lambda: call(backend.name, f"reading {what} (its version)", backend.tag, MANIFEST_NAME),
+            write=lambda *data: call(backend.name, f"writing {what}", write, MANIFEST_NAME, *data))
+        self._stored[backend.name] = {e.path for e in merged.entries}
         if backend is self.primary:
             # Another run's newer entry now names a path this run wrote: those bytes are not
             # ours any more, so retention must not delete them.
@@ -361,37 +364,29 @@ class Committer:
             for entry in [e for e in self.manifest.entries if e.run_id == self.run_id and e.path not in kept]:
                 self.manifest.remove(entry.path)
 
-    def _read_stored(self, backend: Any) -> Manifest | None:
-        """The stored manifest; an unreadable one is copied aside first (see write_manifest)."""
-        try:
-            data = self._calls.call(backend.name, f"reading the manifest of {backend.name}",
-                                    backend.read_bytes, MANIFEST_NAME)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        try:
-            return Manifest.from_json(data, source=backend.locate(MANIFEST_NAME))
-        except ForeignManifestError:
-            raise  # another tool's file: this backend's manifest is not written, nothing moved
-        except ManifestError as exc:
-            aside = f"{MANIFEST_NAME}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
-            log.error("%s; keeping it as %s before writing this run's manifest", exc, backend.locate(aside))
-            backend.write_bytes(aside, data)
-            return None
-
     def _view(self, name: str) -> Manifest:
         """The manifest as backend ``name`` holds it: only the entries that reached it."""
         view = self.manifest.model_copy()
         view.entries = [e for e in self.manifest.entries if name in e.backends]
+        view.pending = [r for r in self.manifest.pending if r.sha256 is not None or name in (r.previous.backends
+                        if r.previous is not None else ())]
         return view
 
-    def close(self) -> None:
-        """Delete what retention could not delete before, where now safe; close every backend."""
-        if self._undeleted:
+    def flush(self) -> None:
+        """Store the manifest with this run's records settled (when a save changed it since the
+        last write), then delete what retention could not delete before, where now safe."""
+        if self._undeleted or self._dirty:
             self._delete_pruned(self.write_manifest())
+
+    def close(self) -> None:
+        """:meth:`flush`, then close every backend."""
+        self.flush()
+        if self._undeleted:
             for name, path in self._undeleted:
                 log.warning("left %r on %s: retention could not delete it", path, name)
-        with _LOCATION_LOCKS_GUARD:
-            _LIVE_RUNS.get(self._location, set()).discard(self.run_id)
+        unregister_run(self._location, self.run_id)
+        if self._claim is not None:
+            self._claim.release()
         for backend in self.backends:
             backend.close()
 
@@ -399,5 +394,5 @@ class Committer:
 def validate_manifest(manifest: Manifest | None, source: str) -> Manifest:
     """Return ``manifest`` or raise a clear error when there is none."""
     if manifest is None:
-        raise ManifestError(f"{source}: no manifest.json found; nothing to resume from")
+        raise ManifestError(f"{source}: no manifest found; nothing to resume from")
     return manifest

@@ -68,19 +68,21 @@ class BoundedLock:
         lock: The lock (the committer's, which a hung storage call may hold).
         timeout: Returns the seconds the training thread may wait now (None: forever).
         thread: The training thread (default: the one creating this lock).
+        limit: The configured ``storage_timeout``, named in the error (default: the wait).
     """
 
     def __init__(self, lock: Any, timeout: Callable[[], float | None],
-                 thread: threading.Thread | None = None) -> None:
+                 thread: threading.Thread | None = None, limit: float | None = None) -> None:
         self._lock = lock
         self._timeout = timeout
         self._thread = thread or threading.current_thread()
+        self._limit = limit
 
     def __enter__(self) -> "BoundedLock":
         timeout = self._timeout() if threading.current_thread() is self._thread else None
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             raise StorageTimeoutError(
-                f"storage did not answer within storage_timeout={timeout:g}s "
+                f"storage did not answer within storage_timeout={self._limit or timeout:g}s "
                 "(an earlier save still holds the manifest)"
             )
         return self

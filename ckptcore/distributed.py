@@ -160,6 +160,8 @@ class WorkerCommitter(Committer):
     already took, where this worker's part was done) is skipped instead of written.
     """
 
+    claims_runs = False  # it writes nothing to the root, not even its liveness
+
     def save(self, relpath: str, write: Callable[[str], None], entry: ManifestEntry) -> ManifestEntry:
         """Run ``write`` into a private temporary path, delete it, record ``entry`` in memory."""
         skip = getattr(write, "skip", None)
@@ -171,21 +173,22 @@ class WorkerCommitter(Committer):
                 write(os.path.join(tmpdir, relpath.rsplit("/", 1)[-1]))
             finally:
                 shutil.rmtree(tmpdir, ignore_errors=True)
-        entry.backends = [self.primary.name]  # where the chief commits it
-        self._record(entry, set())
+        planned, _down = self._plan(entry)  # in memory only: a worker's write_manifest writes nothing
+        self._committed(entry, *planned, unsafe=set())  # entry.backends: where the chief commits it
         return entry
 
     def foreign_directory(self, relpath: str) -> str | None:
         """Never a reason to refuse here: the chief checks its own root."""
         return None
 
-    def write_manifest(self, skip: Sequence[str] = ()) -> set[str]:
+    def write_manifest(self, skip: Sequence[str] = (), best: Any = None) -> set[str]:
         """Nothing: only the chief writes the manifest."""
         return set()
 
     def _delete_pruned(self, unsafe: set[str]) -> None:
         with self.lock:
             self._undeleted = []  # the chief deletes what retention prunes
+            self.manifest.pending = [r for r in self.manifest.pending if r.sha256 is not None]
 
     def __repr__(self) -> str:
         return f"WorkerCommitter({self.primary!r}, run_id={self.run_id!r})"

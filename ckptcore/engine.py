@@ -97,7 +97,7 @@ class Checkpointer:
         self._closed = False
         self.is_chief = is_chief(cfg.is_chief)  # only the chief commits (ckptcore.distributed)
         backends = make_backends(self.template, cfg, self.is_chief)
-        opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id)
+        opened = open_root(backends[0], self.template, cfg, self.tracker, self.schedule, run_id, self.is_chief)
         self.run_id = opened.run_id
         # A resume source in another root: its backend and manifest, for latest()/best().
         self._source, self._point = opened.source, opened.point
@@ -110,8 +110,8 @@ class Checkpointer:
         self.deadline = SaveDeadline(resolve_timeout(cfg.storage_timeout, backends))
         # The committer's lock also guards the tracker state it writes into the manifest;
         # a hung storage call may hold it, so training waits for it within the deadline.
-        self.bests = PendingBests(self.tracker, BoundedLock(self.committer.lock,
-                                                            lambda: self.deadline.lock_timeout(self.writer)))
+        self.bests = PendingBests(self.tracker, BoundedLock(
+            self.committer.lock, lambda: self.deadline.lock_timeout(self.writer), limit=self.deadline.seconds))
         if self.template.is_fixed and (problem := self.committer.foreign_directory(self.template.render())):
             self.committer.close()  # releases the backends and this run's id
             raise ConfigError(f"filepath: {problem}")
@@ -259,8 +259,7 @@ class Checkpointer:
             if entry.backends:  # committed: this best no longer needs undoing
                 self.bests.settle(previous)
 
-    def _entry(self, relpath: str, epoch: int, batch: int | None, logs: dict[str, Any],
-               **fields: Any) -> ManifestEntry:
+    def _entry(self, relpath: str, epoch: int, batch: int | None, logs: dict[str, Any], **fields: Any) -> ManifestEntry:
         """The manifest entry of a checkpoint about to be saved (epoch and batch 1-based)."""
         return ManifestEntry(
             name=relpath.rsplit("/", 1)[-1], path=relpath, epoch=epoch + 1,
@@ -369,13 +368,14 @@ class Checkpointer:
         return None
 
     def wait(self) -> None:
-        """Block until pending background saves are committed; re-raise their failures."""
-        if self.writer is not None:
-            try:
+        """Block until pending saves are committed and stored in the manifest; re-raise failures."""
+        try:
+            if self.writer is not None:
                 with self._guard.deferred():
                     self.writer.wait()
-            except CheckpointSaveError as exc:
-                self._save_failed(exc)
+            self.deadline.run("the manifest", lambda guard: self.committer.flush(), report=self._save_failed)
+        except CheckpointSaveError as exc:
+            self._save_failed(exc)
 
     def close(self) -> None:
         """Finish pending saves, write the final manifest state and release the backends."""

@@ -8,8 +8,9 @@ Every error subclasses a builtin, so ``except ValueError`` or ``except OSError``
     │   └── MissingKeyError(TemplateError, KeyError)
     │                                  the template names a key the logs do not hold
     ├── MonitorError(ValueError)       a monitored value that is not a real scalar
-    ├── ManifestError(ValueError)      a manifest.json that does not parse or validate
-    │   └── ForeignManifestError       one another tool wrote (never read or replaced)
+    ├── ManifestError(ValueError)      a manifest that does not parse or validate
+    │   └── ForeignManifestError       another tool's file where ckptcore keeps its manifest
+    │                                  (never read or replaced)
     ├── BackendNotFoundError(LookupError)
     │                                  an unknown backend name or URL scheme
     ├── MissingDependencyError(ImportError)
@@ -88,7 +89,9 @@ class ManifestError(CkptcoreError, ValueError):
 
 
 class ForeignManifestError(ManifestError):
-    """A ``manifest.json`` that another tool wrote: ckptcore neither reads nor replaces it."""
+    """Another tool's file where ckptcore keeps its manifest (``.ckptcore/state/manifest.json``):
+    ckptcore neither reads nor replaces it. Another tool's ``manifest.json`` directly in the root
+    is no concern of ckptcore's (its own files are under ``.ckptcore/``)."""
 
 
 class BackendNotFoundError(CkptcoreError, LookupError):

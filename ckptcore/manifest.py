@@ -1,4 +1,7 @@
-"""``manifest.json``: what this engine saved, validated on the way in and out."""
+"""The manifest: what this engine saved, validated on the way in and out.
+
+It is stored at :data:`MANIFEST_NAME` under the root (see :mod:`ckptcore.layout`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ckptcore.errors import ForeignManifestError, ManifestError
+from ckptcore.layout import MANIFEST_NAME
 from ckptcore.names import component_problem, path_problem, reserved_reason
 
 __all__ = [
-    "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "merge_manifests",
+    "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "Manifest", "ManifestEntry", "PendingRecord",
+    "merge_manifests",
 ]
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 #: The ``format`` mark of a ckptcore manifest: another tool's ``manifest.json`` lacks it.
 MANIFEST_FORMAT = "ckptcore.manifest"
@@ -23,6 +27,19 @@ MANIFEST_FORMAT = "ckptcore.manifest"
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def _check_relative(value: str) -> str:
+    # An empty component also catches a leading "/"; "." would name the root itself (a
+    # delete of it would remove every checkpoint).
+    problem = path_problem(value)
+    if problem is not None:
+        raise ValueError(f"path must be relative and stay under the root, naming something below it; {problem}")
+    reserved = reserved_reason(value)
+    if reserved is not None:
+        # Never a checkpoint: retention or prune would delete ckptcore's own files.
+        raise ValueError(f"path {value!r} is reserved, never a checkpoint: {reserved}")
+    return value
 
 
 class ManifestEntry(BaseModel):
@@ -58,22 +75,43 @@ class ManifestEntry(BaseModel):
     @field_validator("path")
     @classmethod
     def _relative(cls, value: str) -> str:
-        # An empty component also catches a leading "/"; "." would name the root itself (a
-        # delete of it would remove every checkpoint).
-        problem = path_problem(value)
-        if problem is not None:
-            raise ValueError(f"path must be relative and stay under the root, naming something below it; {problem}")
-        reserved = reserved_reason(value)
-        if reserved is not None:
-            # Never a checkpoint: retention or prune would delete ckptcore's own files.
-            raise ValueError(f"path {value!r} is reserved, never a checkpoint: {reserved}")
-        return value
+        return _check_relative(value)
 
     @model_validator(mode="after")
     def _name_is_the_last_component(self) -> "ManifestEntry":
         if self.name != self.path.rsplit("/", 1)[-1]:
             raise ValueError(f"name {self.name!r} must be the last component of path {self.path!r}")
         return self
+
+
+class PendingRecord(BaseModel):
+    """A change to the checkpoint under ``path`` that is written before it is made.
+
+    A write record (``sha256`` set) is stored before the new checkpoint is renamed (or
+    uploaded) to ``path``; a delete record (``sha256`` None) before a pruned one is removed.
+    Until it is settled (see :mod:`ckptcore.pending`) the bytes under ``path`` are the new ones
+    (``sha256``), the old ones (``replaces``; ``previous`` is their entry, still listed), or
+    nothing.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    path: str = Field(description="Path relative to the root, as in ManifestEntry.path")
+    sha256: Optional[str] = Field(default=None, description="The new checkpoint's; None for a delete")
+    size: int = Field(default=0, ge=0)
+    replaces: Optional[str] = Field(default=None, description="sha256 of what is under path now, if any")
+    run_id: str = ""
+    entry: Optional[ManifestEntry] = Field(default=None, description="Listed once the new bytes are found")
+    previous: Optional[ManifestEntry] = Field(default=None, description="The entry of the replaced bytes")
+    best_before: Optional[float] = Field(
+        default=None, description="The run's stored best before this (a best) save; restored if it is dropped"
+    )
+    created_at: str = Field(default_factory=_now)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        return _check_relative(value)
 
 
 class Manifest(BaseModel):
@@ -91,6 +129,9 @@ class Manifest(BaseModel):
         default_factory=dict,
         description="Per run: {'tracker': ..., 'schedule': ...}; the top-level fields hold the "
         "state of the run that wrote the latest entry (the run a resume continues)",
+    )
+    pending: list[PendingRecord] = Field(
+        default_factory=list, description="Changes written before they were made; see ckptcore.pending"
     )
     updated_at: str = Field(default_factory=_now)
 
@@ -155,7 +196,7 @@ class Manifest(BaseModel):
         return json.dumps(_json_safe(self.model_dump(mode="python")), indent=2, sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "manifest.json") -> "Manifest":
+    def from_json(cls, text: str | bytes, source: str = MANIFEST_NAME) -> "Manifest":
         """Parse and validate manifest text.
 
         Raises:
@@ -228,6 +269,9 @@ def merge_manifests(ours: Manifest, stored: Manifest | None, run_id: str, owned:
     states.update({k: v for k, v in ours.states.items() if k not in states})
     states[run_id] = {"tracker": ours.tracker, "schedule": ours.schedule}
     merged.states = states
+    theirs = [] if stored is None else [r for r in stored.pending if r.run_id != run_id]
+    mine_pending = [r for r in ours.pending if r.run_id == run_id]
+    merged.pending = [*(r.model_copy() for r in theirs), *(r.model_copy() for r in mine_pending)]
     latest = merged.latest()
     if latest is not None and latest.run_id != run_id:
         state = states.get(latest.run_id)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ckptcore.commit import live_runs, load_manifest, validate_manifest
+from ckptcore.store import root_of_manifest, settle_root
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import ConfigError, ForeignManifestError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest
@@ -83,9 +84,9 @@ def make_backends(template: FilepathTemplate, config: CheckpointConfig, chief: b
     extra = [resolve_backend(spec, root, **config.storage_options) for spec in config.backends]
     backends = _distinct_names([primary, *extra])
     for backend in backends:
-        sweep = getattr(backend, "remove_stale_temporaries", None)  # optional backend method
-        if sweep is not None and (removed := sweep()):
-            log.info("removed %d temporary file(s) a killed save left in %s", len(removed), backend.root)
+        prepare = getattr(backend, "prepare", None)  # optional: make the layout, recover, sweep
+        for line in prepare() if prepare is not None else ():
+            log.info("%s: %s", backend.name, line)
     for backend in backends[1:]:
         _refuse_foreign(backend)
     return backends
@@ -149,6 +150,7 @@ def open_root(
     tracker: BestTracker,
     schedule: SaveSchedule,
     run_id: str | None,
+    settle: bool = True,
 ) -> Opened:
     """Read the primary's manifest; with ``resume``, restore the state it (or the source) holds.
 
@@ -158,7 +160,11 @@ def open_root(
     never pruned.
     """
     retry = RetryPolicy(retries=config.retries, backoff=config.retry_backoff)
-    own = load_manifest(primary, retry)
+    # The manifest as a killed run left it, settled: its pending records resolved by what is
+    # really stored (see ckptcore.pending).
+    # A worker that is not the chief only reads (settle=False).
+    live = live_runs(primary.locate(MANIFEST_NAME))
+    own = settle_root(primary, retry, live) if settle else load_manifest(primary, retry)
     opened = Opened(own, run_id or new_run_id())
     if not config.resume:
         return opened

@@ -47,8 +47,10 @@ def resume_source(resume: bool | str) -> str | None:
     """
     if not isinstance(resume, str) or resume == RESUME_STATE:
         return None
-    if resume.endswith(".json"):
-        return resume.rsplit("/", 1)[0] if "/" in resume else ""
+    if resume.endswith(".json"):  # ROOT/.ckptcore/state/manifest.json, or an old ROOT/manifest.json
+        from ckptcore.store import root_of_manifest
+
+        return root_of_manifest(resume)
     return resume
 
 

@@ -38,12 +38,13 @@ def train(filepath: str, losses=LOSSES, **options) -> Checkpointer:
 
 
 def read_manifest(root) -> Manifest:
-    return Manifest.from_json(open(os.path.join(root, "manifest.json"), "rb").read())
+    return Manifest.from_json(open(os.path.join(root, *MANIFEST_NAME.split("/")), "rb").read())
 
 
 def files(root) -> dict[str, bytes]:
     out = {}
-    for dirpath, _dirs, names in os.walk(root):
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".ckptcore"]  # ckptcore's own files
         for name in names:
             full = os.path.join(dirpath, name)
             out[os.path.relpath(full, root)] = open(full, "rb").read()
@@ -90,13 +91,14 @@ def test_ls_json_matches_the_manifest(root):
 
 
 def test_ls_accepts_the_manifest_path_itself(root):
-    result = invoke("ls", os.path.join(root, "manifest.json"), "--json")
+    result = invoke("ls", os.path.join(root, MANIFEST_NAME), "--json")
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == len(LOSSES)
 
 
 def test_ls_of_an_empty_manifest_says_so(tmp_path):
-    (tmp_path / "manifest.json").write_text(Manifest().to_json())
+    (tmp_path / MANIFEST_NAME).parent.mkdir(parents=True)
+    (tmp_path / MANIFEST_NAME).write_text(Manifest().to_json())
     result = invoke("ls", str(tmp_path))
     assert result.exit_code == 0
     assert "no checkpoints" in result.stdout
@@ -188,7 +190,7 @@ def test_prune_keeps_last_and_best_and_updates_the_manifest(root):
     result = invoke("prune", root, "--keep-last", "2", "--keep-best", "2")
     assert result.exit_code == 0, result.output
     kept = {"w-02-0.50.npy", "w-04-0.30.npy", "w-05-0.60.npy", "w-06-0.80.npy"}
-    assert set(files(root)) == kept | {"manifest.json"}
+    assert set(files(root)) == kept
     manifest = read_manifest(root)
     assert {e.path for e in manifest.entries} == kept
     assert manifest.best().path == "w-04-0.30.npy"
@@ -218,11 +220,11 @@ def test_prune_uses_the_recorded_direction(tmp_path):
 
 def test_prune_reads_the_direction_of_a_manifest_without_per_run_states(tmp_path):
     train(str(tmp_path / "w-{epoch}.npy"), losses=[0.1, 0.9, 0.5], mode="max")
-    data = json.loads((tmp_path / "manifest.json").read_text())
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
     del data["states"]  # as manifests were written before runs kept their own state
     for entry in data["entries"]:
         entry["monitor"] = "custom"  # a name the name table does not place
-    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
     result = invoke("prune", str(tmp_path), "--keep-best", "1")
     assert result.exit_code == 0, result.output
     assert [e.path for e in read_manifest(tmp_path).entries] == ["w-2.npy"]
@@ -274,11 +276,12 @@ def test_a_root_without_manifest_is_a_one_line_error(tmp_path):
     result = invoke("ls", str(tmp_path))
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no manifest.json" in lines[0]
+    assert len(lines) == 1 and "no ckptcore manifest" in lines[0]
 
 
 def test_an_invalid_manifest_is_a_one_line_error(tmp_path):
-    (tmp_path / "manifest.json").write_text('{"entries": [{"name": "x", "path": "../x"}]}')
+    (tmp_path / MANIFEST_NAME).parent.mkdir(parents=True)
+    (tmp_path / MANIFEST_NAME).write_text('{"entries": [{"name": "x", "path": "../x"}]}')
     result = invoke("verify", str(tmp_path))
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -528,8 +531,8 @@ def test_every_command_works_on_a_memory_url(memory_url):
     assert fs.exists(memory_url + "/w-04.npy")
     assert invoke("prune", memory_url, "--keep-last", "1").exit_code == 0
     remaining = sorted(p.rsplit("/", 1)[-1] for p in fs.find(memory_url))
-    assert remaining == ["manifest.json", "w-06.npy"]
-    manifest = Manifest.from_json(fs.cat(memory_url + "/manifest.json"))
+    assert remaining == ["manifest.json", "w-06.npy"]  # the manifest: at MANIFEST_NAME
+    manifest = Manifest.from_json(fs.cat(memory_url + "/" + MANIFEST_NAME))
     assert [e.path for e in manifest.entries] == ["w-06.npy"]
     assert hashlib.sha256(fs.cat(memory_url + "/w-06.npy")).hexdigest() == manifest.entries[0].sha256
 
@@ -538,7 +541,7 @@ def test_a_memory_url_without_manifest_is_a_one_line_error(memory_url):
     result = invoke("ls", memory_url)
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no manifest.json" in lines[0]
+    assert len(lines) == 1 and "no ckptcore manifest" in lines[0]
 
 
 def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_url):
@@ -591,7 +594,7 @@ def test_console_script_on_s3_with_storage_options(s3_root):
     assert verified.returncode == 0 and "2 ok" in verified.stdout
     missing = run("ls", url.replace("/run", "/elsewhere"))
     assert missing.returncode == 2
-    assert len(missing.stderr.strip().splitlines()) == 1 and "no manifest.json" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "no ckptcore manifest" in missing.stderr
 
 
 def test_verify_does_not_pass_an_entry_without_a_sha256(root):

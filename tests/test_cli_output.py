@@ -106,7 +106,7 @@ def test_plot_of_the_current_directory_is_named_after_it_not_hidden(tmp_path, mo
     result = runner.invoke(app, ["plot", "."])
     assert result.exit_code == 0, result.output
     assert os.path.isfile(os.path.join(root, "run-checkpoints.png"))
-    assert not [name for name in os.listdir(root) if name.startswith(".")]
+    assert not [name for name in os.listdir(root) if name.endswith(".png") and name.startswith(".")]
     monkeypatch.chdir(os.path.join(root, os.pardir))
     assert runner.invoke(app, ["plot", "run/"]).exit_code == 0
     assert os.path.isfile(tmp_path / "run-checkpoints.png")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ckptcore.manifest import MANIFEST_NAME
 from wandb_log import recorded_artifacts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +35,10 @@ def run_example(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess
     return result
 
 def manifest(root: Path) -> dict:
-    return json.loads((root / "manifest.json").read_text())
+    return json.loads((root / MANIFEST_NAME).read_text())
 
 def checkpoint_files(root: Path) -> set[str]:
-    return {p.name for p in root.iterdir() if p.name != "manifest.json"}
+    return {p.name for p in root.iterdir() if p.name != ".ckptcore"}
 
 def assert_manifest_matches_files(root: Path) -> list[dict]:
     entries = manifest(root)["entries"]

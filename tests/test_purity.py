@@ -87,3 +87,13 @@ def test_the_checker_sees_every_kind_of_import():
     )
     found = {name.split(".")[0] for _, name in _imported_names(ast.parse(source))}
     assert set(FORBIDDEN) <= found
+
+
+def test_the_core_leaves_file_locking_to_the_local_backend():
+    # The cross-process lock is a backend hook (Backend.lock()); the core never takes one itself.
+    offenders = []
+    for path in sorted(CORE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        offenders += [f"{path.relative_to(REPO)}:{line}" for line, name in _imported_names(tree)
+                      if name.split(".")[0] == "filelock"]
+    assert offenders == []

@@ -16,10 +16,11 @@ from typing import Any, Iterator
 
 import keras
 
-from ckptcore.commit import load_manifest, validate_manifest
+from ckptcore.commit import validate_manifest
 from ckptcore.digest import digest
 from ckptcore.errors import ConfigError, ManifestError, UnsafePathError
 from ckptcore.manifest import MANIFEST_NAME, ManifestEntry
+from ckptcore.store import load_settled
 
 __all__ = ["load_best", "load_latest"]
 
@@ -60,7 +61,7 @@ def _load(root: Any, which: str, model: Any, custom_objects: Any, compile: bool,
     root = os.fspath(root)
     backend = resolve_backend(root if "://" in root else "local", root, **(storage_options or {}))
     try:
-        manifest = validate_manifest(load_manifest(backend), backend.locate(MANIFEST_NAME))
+        manifest = validate_manifest(load_settled(backend), backend.locate(MANIFEST_NAME))
         entry = manifest.best() if which == "best" else manifest.latest()
         if entry is None:
             raise ManifestError(f"{backend.locate(MANIFEST_NAME)}: no {which} checkpoint is recorded")

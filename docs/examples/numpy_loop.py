@@ -2,7 +2,7 @@
 
 The loop fits ``y = X @ w + b`` by gradient descent and hands ckptcore a function that writes
 the parameters. ckptcore decides when to save, names the file, commits it atomically, keeps
-the best two and the latest one, and records everything in ``manifest.json``::
+the best two and the latest one, and records everything in its manifest (``.ckptcore/state/manifest.json``)::
 
     python docs/examples/numpy_loop.py --epochs 30 --out checkpoints/numpy
     ckptcore ls checkpoints/numpy

@@ -38,11 +38,13 @@ def assert_same_weights(expected: keras.Model, actual: keras.Model) -> None:
 
 
 def manifest_entries(root) -> list[dict]:
-    """The entries of ``manifest.json`` under ``root``, in commit order."""
-    with open(os.path.join(root, "manifest.json"), encoding="utf-8") as fh:
+    """The entries of the manifest under ``root``, in commit order."""
+    from ckptcore.manifest import MANIFEST_NAME
+
+    with open(os.path.join(root, *MANIFEST_NAME.split("/")), encoding="utf-8") as fh:
         return json.load(fh)["entries"]
 
 
 def files(root) -> list[str]:
-    """Visible checkpoint names under ``root`` (no manifest, no temp names)."""
-    return sorted(n for n in os.listdir(root) if n != "manifest.json" and not n.startswith(".ckpt-tmp-"))
+    """Visible names under ``root`` (ckptcore's own directory left out)."""
+    return sorted(n for n in os.listdir(root) if n != ".ckptcore")

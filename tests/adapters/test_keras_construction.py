@@ -114,12 +114,10 @@ def test_a_keras3_positional_threshold_is_pointed_at_its_keyword(tmp_path):
         ModelCheckpoint(str(tmp_path / "m.keras"), "val_loss", 0, True, False, "auto", "epoch", 0.3)
 
 
-def test_a_foreign_manifest_in_the_root_fails_at_construction(tmp_path):
-    from ckptcore import ManifestError
-
+def test_a_foreign_manifest_in_the_root_is_left_alone(tmp_path):
+    # A web app's manifest.json: Keras's callback does not care, and neither does ckptcore.
     (tmp_path / "manifest.json").write_text('{"name": "my-dataset"}')
-    with pytest.raises(ManifestError, match="not a ckptcore manifest"):
-        ModelCheckpoint(str(tmp_path / "m-{epoch}.keras"))
+    ModelCheckpoint(str(tmp_path / "m-{epoch}.keras"))
     assert (tmp_path / "manifest.json").read_text() == '{"name": "my-dataset"}'
 
 

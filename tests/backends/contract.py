@@ -20,6 +20,7 @@ import os
 
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import Checkpointer, Manifest
 from ckptcore.backends import Backend
 
@@ -135,12 +136,12 @@ class BackendContract:
         if not backend.keeps_manifest:
             pytest.skip(f"{backend.name} keeps no manifest")
         with pytest.raises(FileNotFoundError):
-            backend.read_bytes("manifest.json")
-        assert not backend.exists("manifest.json")
-        backend.write_bytes("manifest.json", b'{"version": 1}')
-        backend.write_bytes("manifest.json", b'{"version": 1, "entries": []}')
-        assert backend.read_bytes("manifest.json") == b'{"version": 1, "entries": []}'
-        assert backend.exists("manifest.json")
+            backend.read_bytes(MANIFEST_NAME)
+        assert not backend.exists(MANIFEST_NAME)
+        backend.write_bytes(MANIFEST_NAME, b'{"version": 1}')
+        backend.write_bytes(MANIFEST_NAME, b'{"version": 1, "entries": []}')
+        assert backend.read_bytes(MANIFEST_NAME) == b'{"version": 1, "entries": []}'
+        assert backend.exists(MANIFEST_NAME)
         assert stored(backend) == {}
 
     def test_as_an_extra_backend_of_a_checkpointer(self, backend, stored, tmp_path):
@@ -161,6 +162,6 @@ class BackendContract:
         assert all(e.backends == ["local", backend.name] for e in entries)
         kept = [3, 4] if backend.can_delete else [1, 2, 3, 4]
         if backend.keeps_manifest:
-            held = Manifest.from_json(backend.read_bytes("manifest.json"))
+            held = Manifest.from_json(backend.read_bytes(MANIFEST_NAME))
             assert [e.path for e in held.entries] == ["w-3.bin", "w-4.bin"]
         assert stored(backend) == {f"w-{n}.bin": f"checkpoint {n}".encode() for n in kept}

@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import visible
 from ckptcore import CheckpointSaveError, Checkpointer, ConfigError, Manifest
 from ckptcore.errors import CheckpointSaveWarning
 from ckptcore.backends import LocalBackend
@@ -57,10 +59,11 @@ def test_one_failing_backend_is_reported_and_the_others_keep_their_copies(
     ck.close()
 
     assert ck.manifest.entries[0].backends == ["local", "memory", "s3"]
-    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "w-1.npy"]
-    assert _names(fsspec.filesystem("memory"), memory_url) == ["manifest.json", "w-1.npy"]
-    assert _names(s3, f"{s3_bucket}/copy") == ["manifest.json", "w-1.npy"]
-    copied = Manifest.from_json(s3.cat_file(f"{s3_bucket}/copy/manifest.json"))
+    assert visible(tmp_path) == ["w-1.npy"]
+    assert _names(fsspec.filesystem("memory"), memory_url) == [MANIFEST_NAME, "w-1.npy"]
+    s3 = s3fs.S3FileSystem(**s3_options)
+    assert _names(s3, f"{s3_bucket}/copy") == [MANIFEST_NAME, "w-1.npy"]
+    copied = Manifest.from_json(s3.cat_file(f"{s3_bucket}/copy/{MANIFEST_NAME}"))
     assert [e.path for e in copied.entries] == ["w-1.npy"]
     with s3.open(f"{s3_bucket}/copy/w-1.npy", "rb") as fh:
         assert np.load(fh).tolist() == [1.0, 1.0, 1.0]
@@ -75,7 +78,7 @@ def test_by_default_a_failing_backend_warns_and_training_goes_on(tmp_path, memor
         ck.on_epoch_end(0, {"val_loss": 0.5})
     ck.close()
     assert ck.manifest.entries[0].backends == ["local", "memory"]
-    assert _names(fsspec.filesystem("memory"), memory_url) == ["manifest.json", "w-1.npy"]
+    assert _names(fsspec.filesystem("memory"), memory_url) == [MANIFEST_NAME, "w-1.npy"]
 
 
 def test_retention_applies_to_every_backend_that_can_delete(tmp_path, memory_url, s3_bucket, s3_options):
@@ -86,11 +89,11 @@ def test_retention_applies_to_every_backend_that_can_delete(tmp_path, memory_url
                       backends=[memory_url, f"s3://{s3_bucket}/copy", backup], keep_last=1, keep_best=1)
     _epochs(ck, [0.5, 0.3, 0.6, 0.7])
     ck.close()
-    kept = ["manifest.json", "w-2.npy", "w-4.npy"]  # the best and the last
+    kept = [MANIFEST_NAME, "w-2.npy", "w-4.npy"]  # the best and the last
     assert backup.name == f"local:{backup.root}", "a second local backend gets a distinct name"
     assert all(e.backends == ["local", "memory", "s3", backup.name] for e in ck.manifest.entries)
-    assert sorted(os.listdir(tmp_path / "run")) == kept
-    assert sorted(os.listdir(tmp_path / "backup")) == kept
+    assert visible(tmp_path / "run") == kept[1:]
+    assert visible(tmp_path / "backup") == kept[1:]
     assert _names(fsspec.filesystem("memory"), memory_url) == kept
     assert _names(s3fs.S3FileSystem(**s3_options), f"{s3_bucket}/copy") == kept
 
@@ -117,8 +120,8 @@ def test_a_restart_with_resume_keeps_honouring_retention(tmp_path):
     second.close()
 
     # w-3 is what training resumed from: never pruned. w-2 counts against keep_last as before.
-    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "w-3.npy", "w-4.npy", "w-5.npy"]
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert visible(tmp_path) == ["w-3.npy", "w-4.npy", "w-5.npy"]
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
     assert manifest["tracker"]["best"] == 0.3
     assert manifest["runs"] == [first.run_id]
 
@@ -130,8 +133,8 @@ def test_another_run_in_the_same_root_is_never_pruned(tmp_path):
     other = Checkpointer(str(tmp_path / "b-{epoch}.npy"), write=Writer(), keep_last=1)
     _epochs(other, [0.9, 0.8, 0.7])
     other.close()
-    assert sorted(os.listdir(tmp_path)) == ["a-2.npy", "b-3.npy", "manifest.json"]
-    assert len(Manifest.from_json((tmp_path / "manifest.json").read_text()).runs) == 2
+    assert visible(tmp_path) == ["a-2.npy", "b-3.npy"]
+    assert len(Manifest.from_json((tmp_path / MANIFEST_NAME).read_text()).runs) == 2
 
 
 def test_resume_from_a_manifest_url_in_another_root(tmp_path, memory_url):
@@ -150,7 +153,7 @@ def test_resume_from_a_manifest_url_in_another_root(tmp_path, memory_url):
     ck.close()
     assert ck.best() == ck.latest() == str(tmp_path / "w-6.npy")
     assert [e.path for e in ck.manifest.entries] == ["w-6.npy"], "only this root's checkpoints"
-    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "w-6.npy"]
+    assert visible(tmp_path) == ["w-6.npy"]
     assert _names(memory, memory_url) == before, "the resume source is never touched"
 
 

@@ -11,6 +11,7 @@ import pytest
 from contract import BackendContract
 
 from ckptcore import BucketNotFoundError, CheckpointSaveError, Checkpointer, MissingDependencyError
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore.backends import resolve_backend
 
 fsspec = pytest.importorskip("fsspec")
@@ -24,7 +25,7 @@ def _read_fs(fs, root: str) -> dict[str, bytes]:
     found = {}
     for path in fs.find(base):
         rel = fs._strip_protocol(path)[len(base):].lstrip("/")
-        if rel != "manifest.json":
+        if not rel.startswith(".ckptcore/"):
             found[rel] = fs.cat_file(path)
     return found
 
@@ -101,7 +102,7 @@ def test_a_checkpointer_on_s3_commits_files_then_the_manifest(s3_bucket, s3_opti
     client = s3fs.S3FileSystem(**s3_options)
     assert sorted(p.rsplit("/", 1)[-1] for p in client.find(f"{s3_bucket}/run")) == \
         ["manifest.json", "w-2.npy", "w-3.npy"]
-    manifest = json.loads(client.cat_file(f"{s3_bucket}/run/manifest.json"))
+    manifest = json.loads(client.cat_file(f"{s3_bucket}/run/{MANIFEST_NAME}"))
     assert [e["path"] for e in manifest["entries"]] == ["w-2.npy", "w-3.npy"]
     assert all(e["backends"] == ["s3"] for e in manifest["entries"])
     assert ck.latest() == ck.best() == url + "/w-3.npy"

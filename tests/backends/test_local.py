@@ -16,7 +16,7 @@ def _read_tree(root: str) -> dict[str, bytes]:
         for name in files:
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if rel != "manifest.json":
+            if not rel.startswith(".ckptcore/"):
                 with open(full, "rb") as fh:
                     found[rel] = fh.read()
     return found

@@ -10,6 +10,8 @@ import pytest
 from contract import BackendContract, info_for
 from wandb_log import finish_and_read, stored_files
 
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import visible
 from ckptcore import Checkpointer, ConfigError, MissingDependencyError
 from ckptcore.backends import resolve_backend
 
@@ -64,7 +66,7 @@ def test_each_checkpoint_is_a_version_with_aliases_and_metadata(tmp_path, wandb_
     assert third["monitor"] == "val_loss" and third["monitor_value"] == 0.6
     assert [list(a.files) for a in logged] == [[f"m-0{n}.bin"] for n in range(1, 5)]
     # Retention pruned the local copies; every version keeps its own bytes for the upload.
-    assert sorted(os.listdir(tmp_path / "ckpt")) == ["m-04.bin", "manifest.json"]
+    assert visible(tmp_path / "ckpt") == ["m-04.bin"]
     assert stored_files(logged) == {f"m-0{n}.bin": f"weights {n}".encode() for n in range(1, 5)}
     assert [e.backends for e in ck.manifest.entries] == [["local", "wandb"]]
 
@@ -155,9 +157,9 @@ def test_resolved_by_name_and_never_deleting(tmp_path, wandb_run):
     assert isinstance(backend, WandbBackend) and backend.run is wandb_run
     assert (backend.name, backend.can_delete, backend.keeps_manifest) == ("wandb", False, False)
     with pytest.raises(FileNotFoundError):
-        backend.read_bytes("manifest.json")
+        backend.read_bytes(MANIFEST_NAME)
     with pytest.raises(OSError):
-        backend.write_bytes("manifest.json", b"{}")
+        backend.write_bytes(MANIFEST_NAME, b"{}")
 
 
 def test_a_missing_sdk_names_the_install_command(tmp_path, monkeypatch):

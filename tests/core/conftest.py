@@ -62,9 +62,11 @@ def sha256_of(path: str) -> str:
 
 
 def files_under(root: str) -> set[str]:
-    """Every file under ``root``, as '/'-separated paths relative to it."""
+    """Every file under ``root`` but ckptcore's own, as '/'-separated paths relative to it."""
     out = set()
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        if os.path.abspath(dirpath) == os.path.abspath(root):
+            dirs[:] = [d for d in dirs if d != ".ckptcore"]  # ckptcore's own files
         for name in files:
             out.add(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
     return out

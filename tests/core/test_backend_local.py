@@ -8,15 +8,9 @@ import pytest
 
 from ckptcore.backends import LocalBackend
 from ckptcore.backends.local import atomic_write_bytes
-
-TMP_MARK = ".ckpt-tmp-"
-
-
-def _leftovers(root) -> list[str]:
-    found = []
-    for dirpath, dirs, files in os.walk(root):
-        found += [n for n in dirs + files if TMP_MARK in n]
-    return found
+from ckptcore.layout import DIR, MANIFEST_NAME, STAGING_DIR
+from layout_helpers import leftovers as _leftovers
+from layout_helpers import visible
 
 
 def _write_file(path: str, text: str) -> None:
@@ -41,12 +35,12 @@ def _read_dir(path: str) -> dict[str, str]:
     return out
 
 
-def test_stage_is_a_hidden_name_beside_the_target_and_commit_replaces(tmp_path):
+def test_stage_is_in_the_hidden_staging_directory_and_commit_replaces(tmp_path):
     backend = LocalBackend(str(tmp_path))
     staged = backend.stage("sub/w-1.npy")
-    assert os.path.dirname(staged) == str(tmp_path / "sub")
-    assert os.path.basename(staged).startswith(TMP_MARK)
-    assert staged.endswith("w-1.npy"), "a writer that checks the suffix still accepts it"
+    assert os.path.dirname(os.path.dirname(staged)) == str(tmp_path.joinpath(*STAGING_DIR.split("/")))
+    assert os.path.basename(staged) == "w-1.npy", "a writer that checks the suffix still accepts it"
+    assert not (tmp_path / "sub").exists(), "nothing visible is made before the commit"
     assert not os.path.exists(staged)
     _write_file(staged, "one")
     location = backend.commit(staged, "sub/w-1.npy", {})
@@ -72,7 +66,7 @@ def test_a_directory_checkpoint_replaces_an_existing_one_completely(tmp_path):
     backend.commit(second, "model", {})
     assert _read_dir(tmp_path / "model") == {"saved_model.pb": "v2", "variables/new.index": "v2"}
     assert _leftovers(tmp_path) == []
-    assert sorted(os.listdir(tmp_path)) == ["model"]
+    assert visible(tmp_path) == ["model"]
 
 
 @pytest.mark.parametrize("old_is_dir", [True, False])
@@ -132,19 +126,19 @@ def test_delete(tmp_path):
     backend.delete("d")
     backend.delete("f")
     backend.delete("never-existed")
-    assert os.listdir(tmp_path) == []
+    assert visible(tmp_path) == [] and _leftovers(tmp_path) == []
 
 
 def test_write_bytes_is_atomic(tmp_path):
     backend = LocalBackend(str(tmp_path / "root"))
     with pytest.raises(FileNotFoundError):
-        backend.read_bytes("manifest.json")
-    backend.write_bytes("manifest.json", b"v1")
-    backend.write_bytes("manifest.json", b"v2")
-    assert backend.read_bytes("manifest.json") == b"v2"
+        backend.read_bytes(MANIFEST_NAME)
+    backend.write_bytes(MANIFEST_NAME, b"v1")
+    backend.write_bytes(MANIFEST_NAME, b"v2")
+    assert backend.read_bytes(MANIFEST_NAME) == b"v2"
     with pytest.raises(TypeError):
-        backend.write_bytes("manifest.json", "not bytes")  # type: ignore[arg-type]
-    assert backend.read_bytes("manifest.json") == b"v2", "a failed write leaves the old file"
+        backend.write_bytes(MANIFEST_NAME, "not bytes")  # type: ignore[arg-type]
+    assert backend.read_bytes(MANIFEST_NAME) == b"v2", "a failed write leaves the old file"
     assert _leftovers(tmp_path) == []
     atomic_write_bytes(str(tmp_path / "new" / "deep" / "x"), b"1")
     assert (tmp_path / "new" / "deep" / "x").read_bytes() == b"1"
@@ -170,10 +164,10 @@ def test_delete_drops_emptied_template_directories_but_nothing_else(tmp_path):
         full.write_text("x")
     backend.delete("e1/model")
     backend.delete("e2/model")
-    assert sorted(os.listdir(tmp_path / "root")) == ["e2"]
+    assert visible(tmp_path / "root") == ["e2"]
     assert os.listdir(tmp_path / "root" / "e2") == ["notes.txt"]
     backend.delete("e2/notes.txt")
-    assert os.listdir(tmp_path / "root") == []
+    assert visible(tmp_path / "root") == []
     assert (tmp_path / "root").is_dir(), "the root itself stays"
 
 
@@ -187,10 +181,10 @@ def test_discard_also_removes_what_a_suffix_adding_writer_left(tmp_path):
     assert not os.path.exists(staged)
     backend.discard(staged)
     assert _leftovers(tmp_path) == []
-    assert sorted(os.listdir(tmp_path)) == ["w.bin.npy"]
+    assert visible(tmp_path) == ["w.bin.npy"]
 
 
-def test_opening_a_root_removes_only_stale_temporaries_a_killed_save_left(tmp_path):
+def test_opening_a_root_removes_only_stale_saves_and_only_in_staging(tmp_path):
     import time as _time
 
     import numpy as np
@@ -198,19 +192,19 @@ def test_opening_a_root_removes_only_stale_temporaries_a_killed_save_left(tmp_pa
     from ckptcore import Checkpointer
     from ckptcore.backends.local import STALE_AFTER_SECONDS
 
-    sub = tmp_path / "e1"
-    sub.mkdir()
-    old_file = tmp_path / ".ckpt-tmp-0123456789ab-m-1.keras"
-    old_dir = sub / ".ckpt-tmp-ba9876543210-export"
-    fresh = tmp_path / ".ckpt-tmp-aaaaaaaaaaaa-m-2.keras"
+    staging = tmp_path.joinpath(*STAGING_DIR.split("/"))
+    old_slot, fresh_slot = staging / "0123456789abcdef", staging / "aaaaaaaaaaaaaaaa"
+    (old_slot / "export").mkdir(parents=True)
+    (old_slot / "export" / "saved_model.pb").write_bytes(b"partial")
+    fresh_slot.mkdir()
+    (fresh_slot / "m-2.keras").write_bytes(b"being written")
+    # Names that look temporary but are outside .ckptcore are the user's: never touched.
+    outside = tmp_path / ".ckpt-tmp-0123456789ab-m-1.keras"
+    outside.write_bytes(b"not ours")
     foreign = tmp_path / "notes.txt"
-    old_file.write_bytes(b"partial")
-    old_dir.mkdir()
-    (old_dir / "saved_model.pb").write_bytes(b"partial")
-    fresh.write_bytes(b"being written")
     foreign.write_text("keep me")
     past = _time.time() - STALE_AFTER_SECONDS - 60
-    for path in (old_file, old_dir / "saved_model.pb", old_dir, foreign):
+    for path in (old_slot / "export" / "saved_model.pb", old_slot / "export", old_slot, outside, foreign):
         os.utime(path, (past, past))
 
     def write(path):
@@ -218,5 +212,55 @@ def test_opening_a_root_removes_only_stale_temporaries_a_killed_save_left(tmp_pa
             np.save(fh, np.zeros(2))
 
     Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=write).close()
-    assert not old_file.exists() and not old_dir.exists()
-    assert fresh.exists() and foreign.read_text() == "keep me"
+    assert not old_slot.exists()
+    assert fresh_slot.exists() and outside.exists() and foreign.read_text() == "keep me"
+
+
+def test_a_stale_save_that_cannot_be_removed_is_a_warning_not_a_crash(tmp_path, caplog, monkeypatch):
+    import logging
+    import time as _time
+
+    from ckptcore import Checkpointer
+    from ckptcore.backends.local import STALE_AFTER_SECONDS
+
+    slot = tmp_path.joinpath(*STAGING_DIR.split("/"), "0123456789abcdef")
+    slot.mkdir(parents=True)
+    (slot / "m-1.npy").write_bytes(b"partial")
+    past = _time.time() - STALE_AFTER_SECONDS - 60
+    os.utime(slot / "m-1.npy", (past, past))
+    os.utime(slot, (past, past))
+    import shutil
+
+    real_rmtree = shutil.rmtree
+
+    def refuse(path, *args, **kwargs):  # a read-only file system (or file) under the slot
+        if str(slot) in str(path):
+            raise PermissionError(13, "Read-only file system", str(path))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    with caplog.at_level(logging.WARNING, logger="ckptcore"):
+        Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=lambda p: open(p, "wb").close()).close()
+    assert (slot / "m-1.npy").exists()
+    assert any("cannot remove" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("root", ["", "/"])
+def test_the_sweep_of_a_cwd_or_filesystem_root_looks_only_in_its_staging(tmp_path, monkeypatch, root):
+    import time as _time
+
+    from ckptcore.backends.local import STALE_AFTER_SECONDS
+
+    monkeypatch.chdir(tmp_path)
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    stale = deep / ".ckpt-tmp-0123456789ab-x.keras"
+    stale.write_bytes(b"someone's")
+    past = _time.time() - STALE_AFTER_SECONDS - 60
+    os.utime(stale, (past, past))
+    walked = []
+    real_walk = os.walk
+    monkeypatch.setattr(os, "walk", lambda top, *a, **k: (walked.append(top), real_walk(top, *a, **k))[1])
+    LocalBackend(root).remove_stale_temporaries()
+    assert stale.exists()
+    assert all(DIR in str(top) for top in walked), walked

@@ -12,6 +12,8 @@ from ckptcore import CheckpointSaveError, Manifest, ManifestEntry, ManifestError
 from ckptcore.backends import LocalBackend
 from ckptcore.commit import Committer, load_manifest
 from ckptcore.digest import digest
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import leftovers, visible
 
 
 class Mirror(LocalBackend):
@@ -46,10 +48,18 @@ def test_a_save_reaches_every_backend_and_both_manifests(tmp_path):
     assert data == (tmp_path / "b" / "sub" / "w-1.npy").read_bytes()
     assert entry.size == len(data) and entry.sha256 == hashlib.sha256(data).hexdigest()
     for root in ("a", "b"):
+        # Written once, before the commit: the checkpoint as a pending record with its digest.
         manifest = load_manifest(LocalBackend(str(tmp_path / root)))
-        assert [e.path for e in manifest.entries] == ["sub/w-1.npy"]
-        assert manifest.tracker == {"best": 1.0} and manifest.schedule == {"batches_run": 3}
+        assert manifest.entries == []
+        assert [(r.path, r.sha256, r.size, r.replaces) for r in manifest.pending] == [
+            ("sub/w-1.npy", entry.sha256, entry.size, None)]
+        # The best stored is that of the checkpoint the record holds, not the tracker's.
+        assert manifest.tracker == {"best": 0.5} and manifest.schedule == {"batches_run": 3}
         assert manifest.runs == ["run-1"]
+    committer.close()
+    for root in ("a", "b"):
+        manifest = load_manifest(LocalBackend(str(tmp_path / root)))
+        assert [e.path for e in manifest.entries] == ["sub/w-1.npy"] and manifest.pending == []
 
 
 def test_a_failing_secondary_keeps_the_primary_commit_and_says_so(tmp_path, caplog):
@@ -62,6 +72,7 @@ def test_a_failing_secondary_keeps_the_primary_commit_and_says_so(tmp_path, capl
     assert "'w-1.npy'" in message and "committed to local" in message and "failed on mirror" in message
     assert (tmp_path / "a" / "w-1.npy").exists()
     assert [e.backends for e in committer.manifest.entries] == [["local"]]
+    committer.write_manifest()
     assert load_manifest(primary).entries[0].backends == ["local"]
 
 
@@ -75,7 +86,7 @@ def test_a_failing_write_commits_nothing_and_leaves_no_temp_file(tmp_path):
     committer = _committer([primary])
     with pytest.raises(CheckpointSaveError, match="'w-1.npy'.*ValueError: cannot serialise layer 3"):
         committer.save("w-1.npy", broken, _entry("w-1.npy"))
-    assert os.listdir(tmp_path) == []
+    assert visible(tmp_path) == [] and leftovers(tmp_path) == []
     assert committer.manifest.entries == []
 
 
@@ -86,7 +97,7 @@ def test_an_interrupt_during_a_write_propagates_unchanged_and_cleans_up(tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         _committer([LocalBackend(str(tmp_path))]).save("w.npy", interrupted, _entry("w.npy"))
-    assert os.listdir(tmp_path) == []
+    assert visible(tmp_path) == [] and leftovers(tmp_path) == []
 
 
 def test_staging_failure_names_the_checkpoint(tmp_path):
@@ -102,8 +113,14 @@ def test_pruning_deletes_from_every_backend_that_holds_the_checkpoint(tmp_path):
     for i in (1, 2, 3):
         committer.save(f"w-{i}.npy", _save_array(i), _entry(f"w-{i}.npy"))
     for root in ("a", "b"):
-        assert sorted(os.listdir(tmp_path / root)) == ["manifest.json", "w-3.npy"]
-        assert [e.path for e in load_manifest(LocalBackend(str(tmp_path / root))).entries] == ["w-3.npy"]
+        assert visible(tmp_path / root) == ["w-3.npy"]
+        stored = load_manifest(LocalBackend(str(tmp_path / root)))
+        assert stored.entries == []
+        assert {r.path for r in stored.pending} == {"w-2.npy", "w-3.npy"}, "w-2 pruned, w-3 pending"
+    committer.close()
+    for root in ("a", "b"):
+        stored = load_manifest(LocalBackend(str(tmp_path / root)))
+        assert [e.path for e in stored.entries] == ["w-3.npy"] and stored.pending == []
 
 
 def test_pruning_spares_other_runs_and_protected_paths(tmp_path):
@@ -115,7 +132,7 @@ def test_pruning_spares_other_runs_and_protected_paths(tmp_path):
                           state=lambda: ({}, {}), manifest=old, protected=["w-1.npy"])
     for i in (1, 2, 3):
         committer.save(f"w-{i}.npy", _save_array(i), _entry(f"w-{i}.npy"))
-    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "w-0.npy", "w-1.npy", "w-3.npy"]
+    assert visible(tmp_path) == ["w-0.npy", "w-1.npy", "w-3.npy"]
     assert load_manifest(primary).runs == ["run-0", "run-1"]
 
 
@@ -148,7 +165,8 @@ def test_a_directory_checkpoint_is_committed_and_digested(tmp_path):
 def test_load_manifest(tmp_path):
     backend = LocalBackend(str(tmp_path))
     assert load_manifest(backend) is None
-    (tmp_path / "manifest.json").write_text("{broken")
+    (tmp_path / MANIFEST_NAME).parent.mkdir(parents=True)
+    (tmp_path / MANIFEST_NAME).write_text("{broken")
     with pytest.raises(ManifestError) as info:
         load_manifest(backend)
-    assert str(tmp_path / "manifest.json") in str(info.value)
+    assert str(tmp_path / MANIFEST_NAME) in str(info.value)

@@ -20,8 +20,12 @@ from ckptcore import (
 )
 
 
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import leftovers, visible
+
+
 def _manifest(root) -> Manifest:
-    return Manifest.from_json((root / "manifest.json").read_text())
+    return Manifest.from_json((root / MANIFEST_NAME).read_text())
 
 
 def _run_epochs(ck: Checkpointer, values, key="val_loss", npwrite=None):
@@ -37,7 +41,7 @@ def _run_epochs(ck: Checkpointer, values, key="val_loss", npwrite=None):
 def _assert_manifest_agrees_with_disk(root, helpers, foreign=()):
     manifest = _manifest(root)
     listed = {e.path for e in manifest.entries}
-    on_disk = helpers.files(str(root)) - {"manifest.json"} - set(foreign)
+    on_disk = helpers.files(str(root)) - set(foreign)
     assert listed == on_disk
     for entry in manifest.entries:
         full = os.path.join(root, *entry.path.split("/"))
@@ -189,7 +193,7 @@ def test_retention_never_deletes_what_it_did_not_write(tmp_path, npwrite, helper
     other = Manifest(runs=["other-run"])
     other.add(ManifestEntry(name="w-0.npy", path="w-0.npy", epoch=0, run_id="other-run",
                             size=11, sha256=helpers.sha256(str(tmp_path / "w-0.npy")), backends=["local"]))
-    (tmp_path / "manifest.json").write_text(other.to_json())
+    (tmp_path / "manifest.json").write_text(other.to_json())  # the old place: migrated at open
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, keep_last=1)
     _run_epochs(ck, [0.5, 0.4, 0.3])
     ck.close()
@@ -228,7 +232,7 @@ def test_a_failing_write_names_the_checkpoint_and_keeps_the_previous_one(tmp_pat
     assert info.value.checkpoint == "model.npy"
     assert isinstance(info.value, OSError)
     assert helpers.sha256(str(tmp_path / "model.npy")) == before, "the previous checkpoint is intact"
-    assert helpers.files(str(tmp_path)) == {"model.npy", "manifest.json"}, "no temp file left"
+    assert helpers.files(str(tmp_path)) == {"model.npy"} and leftovers(tmp_path) == [], "no temp file left"
     assert ck.tracker.best == 0.5, "the tracker's best rolls back to the last committed one"
     # The next improvement over the committed best is saved again.
     ck._write = npwrite
@@ -246,7 +250,7 @@ def test_a_failing_write_leaves_no_file_under_the_final_name(tmp_path, helpers):
     with pytest.raises(CheckpointSaveError, match="'w-1.npy'.*cannot pickle"):
         ck.on_epoch_end(0, {"val_loss": 0.5})
     ck.close()
-    assert helpers.files(str(tmp_path)) - {"manifest.json"} == set()
+    assert helpers.files(str(tmp_path)) == set() and leftovers(tmp_path) == []
     assert ck.tracker.best is None
 
 
@@ -256,7 +260,7 @@ def test_a_write_that_writes_elsewhere_is_an_error(tmp_path):
     with pytest.raises(CheckpointSaveError, match="'w-1.bin'.*wrote nothing.*exactly the path"):
         ck.on_epoch_end(0, {"val_loss": 0.5})
     ck.close()
-    assert [p.name for p in tmp_path.iterdir() if p.name != "manifest.json"] == []
+    assert visible(tmp_path) == [] and leftovers(tmp_path) == []
 
 
 def test_missing_monitor_warns_once_listing_the_keys(tmp_path, npwrite):
@@ -308,7 +312,7 @@ def test_manifest_survives_a_restart_and_resume_state_restores_state(tmp_path, n
     for i in range(6):
         first.on_train_batch_end(i, {"val_loss": 0.5 - i / 100})
     first.close()
-    state = json.loads((tmp_path / "manifest.json").read_text())
+    state = json.loads((tmp_path / MANIFEST_NAME).read_text())
     assert state["tracker"]["best"] == pytest.approx(0.47)
     # resume="state": the stored state as it is (resume=True continues at the checkpoint instead).
     second = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, save_best_only=True,
@@ -335,8 +339,8 @@ def test_directory_checkpoints_in_epoch_folders_are_pruned_completely(tmp_path, 
     ck = Checkpointer(str(tmp_path / "e{epoch}" / "model"), write=write_dir, keep_last=1)
     _run_epochs(ck, [0.3, 0.2, 0.1])
     ck.close()
-    assert sorted(os.listdir(tmp_path)) == ["e3", "manifest.json"]
-    assert helpers.files(str(tmp_path)) == {"manifest.json", "e3/model/variables/v.npy"}
+    assert visible(tmp_path) == ["e3"] and leftovers(tmp_path) == []
+    assert helpers.files(str(tmp_path)) == {"e3/model/variables/v.npy"}
     entry = _manifest(tmp_path).entries[0]
     assert entry.path == "e3/model" and entry.name == "model"
 
@@ -344,10 +348,10 @@ def test_directory_checkpoints_in_epoch_folders_are_pruned_completely(tmp_path, 
 @pytest.mark.parametrize(
     ("filepath", "manifest_path"),
     [
-        ("ckpt/w-{epoch}.npy", "ckpt/manifest.json"),  # a one-word root is a folder, not a name
-        ("local/w-{epoch}.npy", "local/manifest.json"),  # even when it spells a backend name
-        ("w-{epoch}.npy", "manifest.json"),
-        ("runs/a/w-{epoch}.npy", "runs/a/manifest.json"),
+        ("ckpt/w-{epoch}.npy", f"ckpt/{MANIFEST_NAME}"),  # a one-word root is a folder, not a name
+        ("local/w-{epoch}.npy", f"local/{MANIFEST_NAME}"),  # even when it spells a backend name
+        ("w-{epoch}.npy", MANIFEST_NAME),
+        ("runs/a/w-{epoch}.npy", f"runs/a/{MANIFEST_NAME}"),
     ],
 )
 def test_relative_roots(tmp_path, monkeypatch, npwrite, filepath, manifest_path):
@@ -435,12 +439,12 @@ def test_a_stored_state_that_cannot_be_restored_names_the_manifest(tmp_path, npw
     filepath = str(tmp_path / "w-{epoch}.npy")
     with Checkpointer(filepath, write=npwrite) as ck:
         ck.on_epoch_end(0, {"val_loss": 0.5})
-    data = json.loads((tmp_path / "manifest.json").read_text())
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
     data["states"] = {}
     if section == "states":  # the run's own stored state, which a resume prefers
         bad = {data["entries"][0]["run_id"]: bad}
     data[section] = bad
-    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
     with pytest.raises(ManifestError, match=r"manifest\.json.*cannot be restored"):
         Checkpointer(filepath, write=npwrite, resume=True)
 
@@ -465,19 +469,31 @@ def test_a_printer_that_cannot_be_called_is_refused(tmp_path, npwrite):
 
 @pytest.mark.parametrize("foreign", ['{"name": "my-dataset", "files": ["a.csv"]}', '["a.csv"]', "not json"])
 def test_a_manifest_json_of_another_tool_is_left_alone(tmp_path, npwrite, foreign):
-    from ckptcore import ManifestError
-
+    # A web app's manifest.json in the directory: ckptcore's own files are under .ckptcore.
     (tmp_path / "manifest.json").write_text(foreign)
-    with pytest.raises(ManifestError, match=r"manifest\.json"):
-        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite)
+    with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite) as ck:
+        ck.on_epoch_end(0, {"val_loss": 1.0})
     assert (tmp_path / "manifest.json").read_text() == foreign
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+    assert visible(tmp_path) == ["manifest.json", "w-1.npy"]
+    assert [e.path for e in _manifest(tmp_path).entries] == ["w-1.npy"]
+
+
+def test_ckptcores_own_manifest_at_the_old_place_is_moved_in_at_open(tmp_path, npwrite):
+    with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite) as ck:
+        ck.on_epoch_end(0, {"val_loss": 1.0})
+    # A root written by an earlier ckptcore: its manifest at ROOT/manifest.json.
+    (tmp_path / MANIFEST_NAME).rename(tmp_path / "manifest.json")
+    ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, resume=True)
+    assert [e.path for e in ck.manifest.entries] == ["w-1.npy"]
+    ck.close()
+    assert visible(tmp_path) == ["w-1.npy"]
+    assert [e.path for e in _manifest(tmp_path).entries] == ["w-1.npy"]
 
 
 def test_the_manifest_carries_its_format_mark(tmp_path, npwrite):
     with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite) as ck:
         ck.on_epoch_end(0, {"val_loss": 1.0})
-    assert json.loads((tmp_path / "manifest.json").read_text())["format"] == "ckptcore.manifest"
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["format"] == "ckptcore.manifest"
 
 
 def test_keep_best_needs_scalar_monitor_values(tmp_path, npwrite):
@@ -498,18 +514,16 @@ def test_an_unranked_checkpoint_is_not_pruned_by_its_own_save(tmp_path, npwrite,
     assert [e.path for e in _assert_manifest_agrees_with_disk(tmp_path, helpers).entries] == ["w-1.npy", "w-4.npy"]
 
 
-def test_a_foreign_manifest_on_a_secondary_backend_is_refused_at_construction(tmp_path, npwrite, memory_url):
+def test_a_foreign_manifest_json_on_a_secondary_backend_is_left_alone(tmp_path, npwrite, memory_url):
     import fsspec
-
-    from ckptcore import ForeignManifestError
 
     fs = fsspec.filesystem("memory")
     foreign = b'{"name": "my-dataset", "files": ["a.csv"]}'
     fs.pipe_file(f"{memory_url}/manifest.json", foreign)
-    with pytest.raises(ForeignManifestError, match="not a ckptcore manifest"):
-        Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url])
-    assert [p.rsplit("/", 1)[-1] for p in fs.ls(memory_url, detail=False)] == ["manifest.json"]
+    with Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url]) as ck:
+        ck.on_epoch_end(0, {"val_loss": 1.0})
     assert fs.cat_file(f"{memory_url}/manifest.json") == foreign
+    assert fs.exists(f"{memory_url}/w-1.npy") and fs.exists(f"{memory_url}/{MANIFEST_NAME}")
 
 
 def test_a_foreign_manifest_that_appears_later_is_not_replaced(tmp_path, npwrite, memory_url, caplog):
@@ -520,12 +534,12 @@ def test_a_foreign_manifest_that_appears_later_is_not_replaced(tmp_path, npwrite
     fs = fsspec.filesystem("memory")
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, backends=[memory_url])
     foreign = b'{"name": "my-dataset", "files": ["a.csv"]}'
-    fs.pipe_file(f"{memory_url}/manifest.json", foreign)
+    fs.pipe_file(f"{memory_url}/{MANIFEST_NAME}", foreign)  # where ckptcore keeps its own
     with pytest.warns(CheckpointSaveWarning, match=r"'w-1.npy' was only partly saved.*memory \(manifest not writable\)"):
         ck.on_epoch_end(0, {"val_loss": 1.0})
     ck.close()
-    assert fs.cat_file(f"{memory_url}/manifest.json") == foreign
-    assert not [p for p in fs.ls(memory_url, detail=False) if "unreadable" in p]
+    assert fs.cat_file(f"{memory_url}/{MANIFEST_NAME}") == foreign
+    assert not [p for p in fs.find(memory_url) if "unreadable" in p]
     assert "not a ckptcore manifest" in caplog.text
 
 def test_resume_in_a_shared_root_without_this_templates_checkpoints_starts_fresh(tmp_path, npwrite):

@@ -13,11 +13,14 @@ import pytest
 
 from ckptcore import CheckpointSaveError, Checkpointer, Manifest
 
+from ckptcore.manifest import MANIFEST_NAME
+from layout_helpers import leftovers
+
 HANG_GUARD = 30  # seconds; reached only when the code under test is broken
 
 
 def _manifest(root) -> Manifest:
-    return Manifest.from_json((root / "manifest.json").read_text())
+    return Manifest.from_json((root / MANIFEST_NAME).read_text())
 
 
 class Snapshots:
@@ -112,7 +115,7 @@ def test_a_background_error_surfaces_on_the_next_hook_naming_the_checkpoint(tmp_
 
 
 def helpers_no_temp(root) -> bool:
-    return not any(".ckpt-tmp-" in name for _, dirs, files in os.walk(root) for name in dirs + files)
+    return leftovers(root) == []
 
 
 def test_a_background_error_surfaces_at_close(tmp_path):
@@ -215,7 +218,14 @@ def test_a_pending_save_is_finished_at_interpreter_exit(tmp_path, how):
     else:
         assert result.returncode == 1 and "training crashed" in result.stderr
     assert np.array_equal(np.load(root / "w-1.npy"), np.arange(5.0))
-    assert [e.path for e in _manifest(root).entries] == ["w-1.npy"]
+    # close() never ran: the save's one manifest write holds it as pending; the next open
+    # finds its bytes there and lists it.
+    assert [r.path for r in _manifest(root).pending] == ["w-1.npy"]
+    from ckptcore.backends import LocalBackend
+    from ckptcore.store import settle_root
+
+    assert [e.path for e in settle_root(LocalBackend(str(root))).entries] == ["w-1.npy"]
+    assert [e.path for e in _manifest(root).entries] == ["w-1.npy"] and _manifest(root).pending == []
 
 
 @pytest.mark.parametrize("later_fails", [False, True])

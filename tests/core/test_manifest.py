@@ -28,7 +28,7 @@ def test_add_replaces_the_same_path_and_keeps_one_best():
     assert manifest.get("missing") is None
     manifest.remove("b.npy")
     assert manifest.best() is None
-    assert MANIFEST_NAME == "manifest.json"
+    assert MANIFEST_NAME == ".ckptcore/state/manifest.json", "hidden, under ckptcore's own directory"
 
 
 def test_json_round_trip_with_non_finite_and_numpy_values():

@@ -14,7 +14,7 @@ from ckptcore import Checkpointer
 from ckptcore.backends.local import LocalBackend
 from ckptcore.cli import app
 from ckptcore.commit import Committer, load_manifest
-from ckptcore.manifest import Manifest, ManifestEntry, merge_manifests
+from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
 from ckptcore.retention import RetentionPolicy
 
 LOSSES = [0.9, 0.5, 0.7, 0.3, 0.4]
@@ -194,7 +194,7 @@ def test_two_committers_on_one_location_serialise_their_read_merge_write(tmp_pat
         return Committer([ReadTogether(str(tmp_path))], RetentionPolicy(), "min", run,
                          state=lambda: ({}, {}))
 
-    LocalBackend(str(tmp_path)).write_bytes("manifest.json", Manifest().to_json().encode())
+    LocalBackend(str(tmp_path)).write_bytes(MANIFEST_NAME, Manifest().to_json().encode())
     runs = [committer("run-a"), committer("run-b")]
 
     def save(ck: Committer) -> None:
@@ -206,16 +206,21 @@ def test_two_committers_on_one_location_serialise_their_read_merge_write(tmp_pat
         thread.start()
     for thread in threads:
         thread.join()
+    # Each save wrote its record before its commit: neither lost the other's.
+    assert sorted(r.path for r in stored(tmp_path).pending) == ["run-a.npy", "run-b.npy"]
+    for ck in runs:
+        ck.close()
     assert sorted(e.path for e in stored(tmp_path).entries) == ["run-a.npy", "run-b.npy"]
 
 
 def test_an_unreadable_stored_manifest_is_kept_aside_not_clobbered(tmp_path, caplog):
     ck = Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=writer([1.0]), verbose=0)
-    tmp_path.joinpath("manifest.json").write_text("{not json")  # spoiled after the engine opened
+    tmp_path.joinpath(MANIFEST_NAME).write_text("{not json")  # spoiled after the engine opened
     with caplog.at_level(logging.ERROR, logger="ckptcore"):
         ck.on_epoch_end(0, {})
     ck.close()
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("manifest.json.unreadable-")]
+    aside = [p for p in tmp_path.joinpath(MANIFEST_NAME).parent.iterdir()
+             if p.name.startswith("manifest.json.unreadable-")]
     assert len(aside) == 1 and aside[0].read_text() == "{not json"
     assert "not valid JSON" in caplog.text and aside[0].name in caplog.text
     assert [e.path for e in stored(tmp_path).entries] == ["m-1.npy"]

@@ -93,12 +93,14 @@ class Campaign:
 
 
 def _stored_best(root: str) -> float | None:
-    from ckptcore.commit import load_manifest
     from ckptcore.backends.local import LocalBackend
+    from ckptcore.store import load_settled
 
     if not os.path.isdir(root):
         return None
-    manifest = load_manifest(LocalBackend(root))
+    # As the next run (and any reader) sees it: a save the kill left pending is settled by the
+    # bytes really under best.keras.
+    manifest = load_settled(LocalBackend(root))
     best = None if manifest is None else next(
         (e for e in reversed(manifest.entries) if e.path == "best.keras" and e.is_best), None)
     return None if best is None else best.monitor_value

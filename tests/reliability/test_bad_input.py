@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
+
 from ckptcore import (
     Checkpointer,
     CkptcoreError,
@@ -123,10 +125,11 @@ def test_a_filepath_that_is_an_existing_directory_is_refused_at_construction(tmp
         Checkpointer(str(folder), write=lambda path: None)
     assert "allowed" in str(info.value)
     assert (folder / "notes.txt").read_text() == "the user's own file"
-    assert _everything_under(tmp_path) == {"runs", "runs/notes.txt"}
+    assert {p for p in _everything_under(tmp_path) if not p.startswith(".ckptcore")} == {"runs", "runs/notes.txt"}
     from ckptcore.commit import live_runs
+    from ckptcore.manifest import MANIFEST_NAME
 
-    assert live_runs(str(tmp_path / "manifest.json")) == set(), "the refused run holds no run id"
+    assert live_runs(str(tmp_path / MANIFEST_NAME)) == set(), "the refused run holds no run id"
 
 
 def test_a_templated_name_that_renders_to_a_foreign_directory_is_not_replaced(tmp_path):
@@ -140,7 +143,7 @@ def test_a_templated_name_that_renders_to_a_foreign_directory_is_not_replaced(tm
     ck.on_epoch_end(2, {"val_loss": 0.4})
     ck.close()
     assert (root / "w-2.npy" / "keep.txt").read_text() == "not a checkpoint"
-    listed = [e["path"] for e in json.loads((root / "manifest.json").read_text())["entries"]]
+    listed = [e["path"] for e in json.loads((root / MANIFEST_NAME).read_text())["entries"]]
     assert listed == ["w-1.npy", "w-3.npy"]
 
 
@@ -199,7 +202,7 @@ def test_nan_and_inf_are_never_best_and_the_manifest_stays_json(tmp_path):
     for epoch, value in enumerate([float("nan"), 0.5, float("inf"), float("-inf"), np.float32("nan")]):
         ck.on_epoch_end(epoch, {"val_loss": value})
     ck.close()
-    manifest = _strict_json(root / "manifest.json")
+    manifest = _strict_json(root / MANIFEST_NAME)
     names = [e["path"] for e in manifest["entries"]]
     assert names == ["w-1-nan.npy", "w-2-0.500.npy", "w-3-inf.npy", "w-4--inf.npy", "w-5-nan.npy"]
     assert [e["path"] for e in manifest["entries"] if e["is_best"]] == ["w-2-0.500.npy"]
@@ -214,9 +217,10 @@ def test_template_values_cannot_write_outside_the_root(tmp_path, value):
     relpath = ck.on_epoch_end(0, {"tag": value, "loss": 1.0})
     ck.close()
     assert relpath is not None and "/" not in relpath and ".." not in relpath
-    outside = _everything_under(tmp_path) - {"deep", "deep/root"} - {f"deep/root/{n}" for n in os.listdir(root)}
+    outside = {p for p in _everything_under(tmp_path) - {"deep", "deep/root"}
+               if not p.startswith("deep/root/")}
     assert outside == set(), f"written outside the root: {outside}"
-    assert sorted(os.listdir(root)) == sorted(["manifest.json", relpath])
+    assert sorted(n for n in os.listdir(root) if n != ".ckptcore") == [relpath]
 
 
 def test_a_missing_template_key_names_it_and_the_keys_present(tmp_path):
@@ -227,7 +231,7 @@ def test_a_missing_template_key_names_it_and_the_keys_present(tmp_path):
     ck.close()
     assert "{val_acc}" in str(info.value) and "epoch, loss, val_loss" in str(info.value)
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
-    assert _everything_under(tmp_path) <= {"root"}
+    assert {p for p in _everything_under(tmp_path) if not p.startswith("root/.ckptcore")} <= {"root"}
 
 
 def test_a_value_that_does_not_fit_its_format_spec_is_a_template_error(tmp_path):

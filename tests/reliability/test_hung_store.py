@@ -47,8 +47,13 @@ def _remote(moto: S3Server, bucket: str, prefix: str = "run") -> tuple[list[str]
     """``(manifest paths, object names)`` of the run's prefix, read from moto directly."""
     import s3fs
 
+    from ckptcore.backends.fsspec import FsspecBackend
+    from ckptcore.store import load_settled
+
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **moto.options)
-    manifest = Manifest.from_json(fs.cat_file(f"{bucket}/{prefix}/{MANIFEST_NAME}"))
+    # As a reader sees it: the pending records (a save's one manifest write comes before its
+    # upload; a close that gave up on a hung store writes no more) settled by what is there.
+    manifest = load_settled(FsspecBackend(f"s3://{bucket}/{prefix}", storage_options=moto.options))
     names = sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{bucket}/{prefix}") if not p.endswith(MANIFEST_NAME))
     return sorted(e.path for e in manifest.entries), names
 

@@ -101,10 +101,11 @@ def test_a_best_that_lands_after_its_deadline_is_not_overwritten_by_a_worse_one(
 
 def test_a_best_whose_late_commit_fails_is_undone(slow_fs, monkeypatch):
     url, gate = slow_fs
-    failing = {"on": False}
+    saves = {"n": 0}
 
     def write(path: str) -> None:
-        np.save(path, np.arange(3.0))
+        saves["n"] += 1
+        np.save(path, np.full(3, float(saves["n"])))  # other bytes at each save
 
     ck = Checkpointer(f"{url}/best.npy", write=write, monitor="val_loss", save_best_only=True,
                       storage_timeout=0.3, retries=0)
@@ -113,8 +114,8 @@ def test_a_best_whose_late_commit_fails_is_undone(slow_fs, monkeypatch):
     put = primary.fs.put_file
 
     def put_file(*args, **kwargs):
-        put(*args, **kwargs)  # waits at the gate
-        raise OSError("the store dropped the upload")
+        assert gate.wait(HANG_GUARD), "the test never let the upload go"
+        raise OSError("the store dropped the upload")  # nothing landed
 
     monkeypatch.setattr(primary.fs, "put_file", put_file)
     gate.held = True

@@ -36,6 +36,7 @@ def _model():
 def test_a_fifo_under_a_local_root_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "best.keras"
     os.mkfifo(fifo)
+    (tmp_path / MANIFEST_NAME).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / MANIFEST_NAME).write_bytes(_manifest("best.keras", b"x" * 10))
     outcome: dict = {}
 

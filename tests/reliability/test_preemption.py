@@ -17,6 +17,7 @@ import threading
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import Checkpointer
 from ckptcore.digest import digest
 
@@ -86,14 +87,14 @@ def _run_until_ready(tmp_path, chain: str) -> tuple[subprocess.CompletedProcess,
 
 
 def _entries(root) -> dict[str, dict]:
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
     return {e["path"]: e for e in manifest["entries"]}
 
 
 def _assert_agrees_with_disk(root, entries) -> None:
     for path, entry in entries.items():
         assert digest(str(root / path)) == (entry["size"], entry["sha256"]), path
-    on_disk = {n for n in os.listdir(root) if n != "manifest.json"}
+    on_disk = {n for n in os.listdir(root) if n != ".ckptcore"}
     assert on_disk == set(entries), "no temporary file is left and nothing is unlisted"
 
 

@@ -79,6 +79,7 @@ def test_the_manifest_reader_is_json():
 # -- the Keras load helpers ---------------------------------------------------------------------
 
 keras = pytest.importorskip("keras")
+from ckptcore.manifest import MANIFEST_NAME
 from ckptcore.adapters.keras import ModelCheckpoint, load_best, load_latest  # noqa: E402
 from ckptcore.errors import ConfigError, ManifestError  # noqa: E402
 
@@ -107,7 +108,7 @@ def _same_weights(a, b) -> bool:
 
 def test_load_best_and_latest_read_what_the_manifest_records(tmp_path):
     model = _fit(_model(), tmp_path / "m-{epoch}.keras")
-    entries = json.loads((tmp_path / "manifest.json").read_text())["entries"]
+    entries = json.loads((tmp_path / MANIFEST_NAME).read_text())["entries"]
     best = next(e["path"] for e in entries if e["is_best"])
     assert _same_weights(load_best(tmp_path), keras.saving.load_model(tmp_path / best))
     assert _same_weights(load_latest(tmp_path), model)
@@ -134,11 +135,11 @@ def test_a_changed_file_is_refused_before_keras_opens_it(tmp_path):
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert hashlib.sha256(bytes(data)).hexdigest() not in (tmp_path / "manifest.json").read_text()
+    assert hashlib.sha256(bytes(data)).hexdigest() not in (tmp_path / MANIFEST_NAME).read_text()
     with pytest.raises(ManifestError, match="sha256 differs from the manifest"):
         load_best(tmp_path)
 
 
 def test_no_manifest_is_a_clear_error(tmp_path):
-    with pytest.raises(ManifestError, match="no manifest.json"):
+    with pytest.raises(ManifestError, match="no manifest found"):
         load_best(tmp_path)

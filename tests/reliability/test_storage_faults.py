@@ -22,6 +22,9 @@ import warnings
 import numpy as np
 import pytest
 
+from ckptcore.manifest import MANIFEST_NAME
+from ckptcore.pending import accounted
+from layout_helpers import leftovers
 from ckptcore import Checkpointer, CheckpointSaveError, Manifest
 from ckptcore.digest import digest
 from ckptcore.errors import CheckpointSaveWarning
@@ -43,7 +46,7 @@ def _run(ck: Checkpointer, epochs, before_epoch=None) -> list[str | None]:
 
 
 def _local_manifest(root) -> Manifest:
-    return Manifest.from_json((root / "manifest.json").read_bytes())
+    return Manifest.from_json((root / MANIFEST_NAME).read_bytes())
 
 
 def _assert_local_agrees(root) -> Manifest:
@@ -51,8 +54,7 @@ def _assert_local_agrees(root) -> Manifest:
     manifest = _local_manifest(root)
     for entry in manifest.entries:
         assert digest(str(root / entry.path)) == (entry.size, entry.sha256), entry.path
-    leftovers = [n for n in os.listdir(root) if n.startswith(".ckpt-tmp-")]
-    assert leftovers == [], "no staged file is left behind"
+    assert leftovers(root) == [], "no staged file is left behind"
     return manifest
 
 
@@ -89,7 +91,10 @@ def test_s3_that_stops_and_comes_back_mid_run(tmp_path, s3, caplog):
     for name, message in zip(["w-3.npy", "w-4.npy"], reported):
         assert f"'{name}' was only partly saved" in message and "committed to local" in message
         assert "failed on s3" in message and "EndpointConnectionError" in message
-    retried = [r for r in caplog.records if "copying 'w-3.npy' to s3 failed" in r.getMessage()]
+    # The save's one manifest write comes first: the store is found down there, and the
+    # upload is not tried (it would leave a file no manifest of that store accounts for).
+    retried = [r for r in caplog.records
+               if "reading the manifest of s3" in r.getMessage() and "retrying" in r.getMessage()]
     assert len(retried) == 2, "two retries, then it gave up"
 
     local = _assert_local_agrees(tmp_path)
@@ -97,7 +102,7 @@ def test_s3_that_stops_and_comes_back_mid_run(tmp_path, s3, caplog):
     assert where == {"w-1.npy": ["local", "s3"], "w-2.npy": ["local", "s3"], "w-3.npy": ["local"],
                      "w-4.npy": ["local"], "w-5.npy": ["local", "s3"], "w-6.npy": ["local", "s3"]}
     fs = _s3fs(s3)
-    remote = Manifest.from_json(fs.cat_file(f"{s3.bucket}/run/manifest.json"))
+    remote = Manifest.from_json(fs.cat_file(f"{s3.bucket}/run/{MANIFEST_NAME}"))
     assert [e.path for e in remote.entries] == ["w-1.npy", "w-2.npy", "w-5.npy", "w-6.npy"]
     for entry in remote.entries:
         local_copy = tmp_path / entry.path
@@ -134,9 +139,9 @@ def test_s3_as_the_only_storage_while_it_is_down(tmp_path, s3):
     assert _run(ck, range(2, 3)) == ["w-3.npy"]
     ck.close()
     fs = _s3fs(s3)
-    remote = Manifest.from_json(fs.cat_file(f"{s3.bucket}/run/manifest.json"))
+    remote = Manifest.from_json(fs.cat_file(f"{s3.bucket}/run/{MANIFEST_NAME}"))
     assert [e.path for e in remote.entries] == ["w-1.npy", "w-3.npy"]
-    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3.bucket}/run")) == ["manifest.json", "w-1.npy", "w-3.npy"]
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3.bucket}/run")) == [".ckptcore", "w-1.npy", "w-3.npy"]
 
 
 def test_an_unreachable_root_is_a_storage_error_at_construction_and_in_the_cli(s3):
@@ -147,12 +152,12 @@ def test_an_unreachable_root_is_a_storage_error_at_construction_and_in_the_cli(s
 
     root = f"s3://{s3.bucket}/run"
     s3.stop()
-    with pytest.raises(StorageError, match=rf"cannot read {root}/manifest.json: EndpointConnectionError"):
+    with pytest.raises(StorageError, match=rf"cannot read {root}/{MANIFEST_NAME}: EndpointConnectionError"):
         Checkpointer(f"{root}/w-{{epoch}}.npy", storage_options=s3.options, retries=1, retry_backoff=0.01)
     result = CliRunner().invoke(app, ["ls", root, "--storage-options", json.dumps(s3.options)])
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()  # one line, no traceback
-    assert line.startswith(f"ckptcore: error: {root}: cannot read {root}/manifest.json: EndpointConnectionError")
+    assert line.startswith(f"ckptcore: error: {root}: cannot read {root}/{MANIFEST_NAME}: EndpointConnectionError")
 
 
 def test_on_save_error_raise_stops_training_with_the_checkpoint_named(tmp_path, s3):
@@ -205,7 +210,7 @@ def test_a_secondary_that_keeps_failing_is_reported_and_the_primary_keeps_the_ch
     _run(ck, range(2, 3))
     ck.close()
     assert [e.path for e in _assert_local_agrees(tmp_path).entries] == ["w-1.npy", "w-2.npy", "w-3.npy"]
-    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [e.path for e in remote.entries] == ["w-1.npy", "w-3.npy"]
     assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-2.npy")
 
@@ -215,18 +220,23 @@ def test_a_backend_that_is_down_gets_one_try_per_save_until_it_answers(tmp_path,
     attempts = []
 
     def save(epoch: int) -> None:
-        before = flaky_fs.calls.get("put_file", 0)
+        # A save's first call to the store is the read of its manifest (before the upload).
+        before = flaky_fs.calls.get("cat_file", 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CheckpointSaveWarning)
             _run(ck, range(epoch, epoch + 1))
-        attempts.append(flaky_fs.calls.get("put_file", 0) - before)
+        attempts.append(flaky_fs.calls.get("cat_file", 0) - before)
 
-    flaky_fs.fail("put_file", 100, lambda: ConnectionRefusedError("connection refused"))
+    def down(calls: int) -> None:  # the whole store: every call of these kinds fails
+        for name in ("cat_file", "pipe_file", "put_file"):
+            flaky_fs.fail(name, calls, lambda: ConnectionRefusedError("connection refused"))
+
+    down(100)
     save(0)
     save(1)  # still down: one try, no retries
-    flaky_fs.fail("put_file", 0, ConnectionError)
+    down(0)
     save(2)  # it answers again
-    flaky_fs.fail("put_file", 100, lambda: ConnectionRefusedError("connection refused"))
+    down(100)
     save(3)  # down anew: the whole retry schedule again
     ck.close()
     assert attempts == [3, 1, 1, 3]
@@ -239,16 +249,15 @@ def test_a_secondary_whose_manifest_cannot_be_written_never_lists_what_it_lacks(
     ck = Checkpointer(str(tmp_path / "best.npy"), backends=[flaky_fs.url], save_best_only=True,
                       retries=0)
     _run(ck, range(1))
-    before = flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json")
+    before = flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}")
     # The next save replaces best.npy: the remote manifest must first stop listing the old one.
     flaky_fs.fail("pipe_file", 10, lambda: PermissionError(errno.EACCES, "read-only bucket"))
     with pytest.warns(CheckpointSaveWarning, match=r"'best.npy' was only partly saved.*flakymem \(manifest not writable\)"):
         _run(ck, range(1, 2))
     flaky_fs.fail("pipe_file", 0, ConnectionError)
-    assert flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json") == before
+    assert flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}") == before
     remote_best = flaky_fs.fs.cat_file(f"{flaky_fs.url}/best.npy")
-    listed = Manifest.from_json(before).entries[0]
-    assert listed.sha256 == hashlib.sha256(remote_best).hexdigest(), \
+    assert accounted(Manifest.from_json(before), "best.npy", hashlib.sha256(remote_best).hexdigest()), \
         "the remote manifest still agrees with the remote file: it was not replaced"
     ck.close()
     assert np.load(tmp_path / "best.npy")[0] == 2.0
@@ -265,7 +274,7 @@ def test_a_failing_delete_during_retention_does_not_stop_training(tmp_path, flak
     ck.close()
     assert "could not delete 'w-1.npy' from flakymem" in caplog.text
     assert [e.path for e in _assert_local_agrees(tmp_path).entries] == ["w-3.npy"]
-    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [e.path for e in remote.entries] == ["w-3.npy"], "the manifest no longer lists what was pruned"
 
 
@@ -273,16 +282,21 @@ def test_retention_deletes_nothing_a_stored_manifest_still_lists(flaky_fs):
     ck = Checkpointer(f"{flaky_fs.url}/w-{{epoch}}.npy", keep_last=1, retries=0)
     _run(ck, range(2))
     flaky_fs.fail("pipe_file", 1, lambda: ConnectionResetError("connection reset"))  # the manifest
-    with pytest.warns(CheckpointSaveWarning, match=r"'w-3.npy' was only partly saved.*manifest not writable"):
+    # The save's manifest write comes before its upload: nothing of w-3 is stored, and the
+    # manifest is written once more without its record.
+    with pytest.warns(CheckpointSaveWarning, match=r"'w-3.npy' was not saved.*could not write the manifest"):
         _run(ck, range(2, 3))
-    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
-    assert [e.path for e in stored.entries] == ["w-2.npy"]
+    assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-3.npy")
+    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
+    w2 = hashlib.sha256(flaky_fs.fs.cat_file(f"{flaky_fs.url}/w-2.npy")).hexdigest()
+    assert accounted(stored, "w-2.npy", w2) and not stored.entries, "w-2 still held, as pending"
     assert flaky_fs.fs.exists(f"{flaky_fs.url}/w-2.npy"), "pruned while the stored manifest lists it"
     _run(ck, range(3, 4))
     ck.close()
-    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [e.path for e in stored.entries] == ["w-4.npy"]
     assert [flaky_fs.fs.exists(f"{flaky_fs.url}/w-{n}.npy") for n in (1, 2, 3, 4)] == [False, False, False, True]
+    assert stored.pending == []
 
 
 def test_a_deferred_delete_spares_what_another_run_wrote_there_since(flaky_fs):
@@ -295,7 +309,7 @@ def test_a_deferred_delete_spares_what_another_run_wrote_there_since(flaky_fs):
         b.on_epoch_end(0, {"val_loss": 0.5})  # another run writes m-1 meanwhile
     a.on_epoch_end(2, {"val_loss": 1.0})
     a.close()
-    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [(e.path, e.run_id) for e in stored.entries] == [("m-1.npy", b.run_id), ("m-3.npy", a.run_id)]
     for entry in stored.entries:
         assert hashlib.sha256(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{entry.path}")).hexdigest() == entry.sha256
@@ -305,7 +319,7 @@ def test_a_deferred_delete_spares_what_another_run_wrote_there_since(flaky_fs):
 def test_a_secondary_that_was_down_gets_its_pruned_checkpoints_deleted_later(tmp_path, flaky_fs, caplog):
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), backends=[flaky_fs.url], keep_last=1, retries=0)
     _run(ck, range(1))
-    flaky_fs.fail("put_file", 1, lambda: ConnectionRefusedError("connection refused"))
+    flaky_fs.fail("pipe_file", 1, lambda: ConnectionRefusedError("connection refused"))  # its manifest
     with pytest.warns(CheckpointSaveWarning, match=r"'w-2.npy' was only partly saved"):
         _run(ck, range(1, 2))
     assert "not deleting 'w-1.npy' from flakymem now" in caplog.text
@@ -313,7 +327,7 @@ def test_a_secondary_that_was_down_gets_its_pruned_checkpoints_deleted_later(tmp
     _run(ck, range(2, 3))
     ck.close()
     assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-1.npy"), "deleted once its manifest there was written"
-    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [e.path for e in remote.entries] == ["w-3.npy"]
     assert [e.path for e in _assert_local_agrees(tmp_path).entries] == ["w-3.npy"]
 
@@ -326,7 +340,7 @@ def test_a_failing_primary_store_lists_nothing_it_did_not_commit(flaky_fs):
         assert _run(ck, range(1, 2)) == [None]
     _run(ck, range(2, 3))
     ck.close()
-    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/manifest.json"))
+    remote = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [e.path for e in remote.entries] == ["w-1.npy", "w-3.npy"]
     assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-2.npy")
 
@@ -422,7 +436,7 @@ def test_a_full_store_reports_the_checkpoint(tmp_path, quota_fs):
     assert reported and all("only partly saved: committed to local" in m and "quotamem" in m for m in reported)
     assert any("No space left on device" in m for m in reported)
     fs = quota_fs()
-    remote = Manifest.from_json(fs.cat_file(f"{quota_fs.url}/manifest.json"))
+    remote = Manifest.from_json(fs.cat_file(f"{quota_fs.url}/{MANIFEST_NAME}"))
     assert len(remote.entries) >= 1
     for entry in remote.entries:
         assert digest(str(tmp_path / entry.path))[1] == hashlib.sha256(

@@ -1,0 +1,118 @@
+"""Checking a root against its manifest: what is really stored, and what is not accounted for.
+
+"Accounted for" (see :mod:`ckptcore.pending`): a file or directory under a final name is
+listed by a manifest entry for that path with its real sha256, or by a pending record for that
+path holding its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from ckptcore.digest import digest, stream_digest, tree_digest
+from ckptcore.manifest import Manifest
+from ckptcore.pending import accounted
+
+__all__ = ["checkpoint_paths", "holds", "stored_digest", "stored_sha", "unaccounted"]
+
+
+def stored_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
+    """``(size, sha256)`` of the checkpoint (file or directory) under ``relpath``; None when
+    nothing is there. Local files are hashed in place; others are streamed through the
+    backend's fsspec file system, or read with ``read_bytes``.
+
+    Raises:
+        OSError: It could not be read.
+    """
+    fs = getattr(backend, "fs", None)
+    url = backend.locate(relpath)
+    if fs is None:
+        if "://" not in url:
+            return digest(url) if os.path.lexists(url) else None
+        if not backend.exists(relpath):
+            return None
+        data = backend.read_bytes(relpath)
+        return len(data), hashlib.sha256(data).hexdigest()
+    fs.invalidate_cache(url)
+    if not fs.exists(url):
+        return None
+    if not fs.isdir(url):
+        return stream_digest(lambda: fs.open(url, "rb"))
+    base = fs._strip_protocol(url).rstrip("/")
+    pairs = []
+    for found in fs.find(url):
+        path = fs._strip_protocol(found)
+        pairs.append((path[len(base):].lstrip("/"), lambda p=path: fs.open(p, "rb")))
+    return tree_digest(pairs)
+
+
+def stored_sha(backend: Any, relpath: str) -> str | None:
+    """The sha256 under ``relpath`` (see :func:`stored_digest`); None when nothing is there."""
+    found = stored_digest(backend, relpath)
+    return None if found is None else found[1]
+
+
+def holds(backend: Any, relpath: str, sha256: str | None) -> bool | None:
+    """Whether ``backend`` holds ``sha256`` under ``relpath`` (after a call that reported a
+    failure, say); None when that cannot be told now."""
+    try:
+        return stored_sha(backend, relpath) == sha256
+    except Exception:  # noqa: BLE001 - unreachable still: unknown
+        return None
+
+
+def checkpoint_paths(root: str, manifest: Manifest | None = None) -> list[str]:
+    """The relative paths under a local ``root`` that hold checkpoints (or anything else).
+
+    A directory is one checkpoint when the manifest names it (or a pending record does), or
+    when it holds files directly; otherwise its contents are listed. Hidden names (a leading
+    dot: ``.ckptcore``, other tools' files) are never final names and are skipped.
+    """
+    named = set() if manifest is None else {e.path for e in manifest.entries} | {r.path for r in manifest.pending}
+    found = []
+
+    def visit(rel: str) -> None:
+        path = os.path.join(root or ".", *rel.split("/")) if rel else (root or ".")
+        for name in sorted(os.listdir(path)):
+            child = f"{rel}/{name}" if rel else name
+            if name.startswith("."):
+                continue  # ckptcore's own directory, other tools' hidden files: no final names
+            full = os.path.join(path, name)
+            if os.path.isdir(full) and not os.path.islink(full) and child not in named and (
+                any(p.startswith(child + "/") for p in named) or not _holds_files(full)
+            ):
+                visit(child)
+            else:
+                found.append(child)
+
+    visit("")
+    return found
+
+
+def _holds_files(path: str) -> bool:
+    return any(not os.path.isdir(os.path.join(path, n)) for n in os.listdir(path))
+
+
+def unaccounted(target: Any) -> list[str]:
+    """The paths under a local root that its manifest does not account for.
+
+    Args:
+        target: A local root directory, or a local backend.
+
+    Returns:
+        Relative paths, sorted: files or directories under final names that no entry lists
+        with their real sha256 and no pending record holds.
+    """
+    from ckptcore.commit import load_manifest
+
+    if isinstance(target, (str, os.PathLike)):
+        from ckptcore.backends.local import LocalBackend
+
+        backend: Any = LocalBackend(os.fspath(target))
+    else:
+        backend = target
+    manifest = load_manifest(backend) or Manifest()
+    root = backend.root
+    return sorted(p for p in checkpoint_paths(root, manifest) if not accounted(manifest, p, stored_sha(backend, p)))
