@@ -15,7 +15,9 @@ Nothing creates buckets: a URL whose bucket does not exist fails at construction
 
 from __future__ import annotations
 
+import contextlib
 import os
+from glob import has_magic
 from typing import Any, ClassVar
 
 from ckptcore.backends.base import BaseBackend, CommitInfo
@@ -139,7 +141,7 @@ class FsspecBackend(BaseBackend):
             self._put_dir(src, target)
         else:
             if self._isdir(target):  # a directory checkpoint replaced by a file
-                self.fs.rm(target, recursive=True)
+                self._remove(target)
             self.fs.put_file(src, target, **self._put_options)
             self._check_size(src, target)
         return self.locate(relpath)
@@ -148,7 +150,7 @@ class FsspecBackend(BaseBackend):
         if self.fs.exists(target):
             # No rename on object stores: the old files go first so no stale file remains
             # next to the new ones. The manifest does not list the new checkpoint until after.
-            self.fs.rm(target, recursive=True)
+            self._remove(target)
         for local, rel in _local_files(src):
             self.fs.put_file(local, f"{target}/{rel}", **self._put_options)
 
@@ -168,9 +170,31 @@ class FsspecBackend(BaseBackend):
     def delete(self, relpath: str) -> None:
         """Delete a file or directory checkpoint; a missing one is not an error."""
         try:
-            self.fs.rm(self._full(relpath), recursive=True)
+            self._remove(self._full(relpath))
         except FileNotFoundError:
             pass
+
+    def _remove(self, target: str) -> None:
+        """Delete the file or directory at the literal path ``target``.
+
+        ``fs.rm`` expands ``*``, ``?`` and ``[...]`` as a glob: a checkpoint named
+        ``m-[best].keras`` would then be left while ``m-b.keras`` went, and one named ``*``
+        would take everything beside it. Such a path is deleted file by file, as ``find``
+        lists it (``find`` does not glob).
+        """
+        if not has_magic(target):
+            self.fs.rm(target, recursive=True)
+            return
+        files = self.fs.find(target)
+        if not files and not self._isdir(target):
+            raise FileNotFoundError(target)
+        for path in files:
+            self.fs.rm_file(path)
+        if self._isdir(target):  # file systems with real directories (memory, local)
+            dirs = sorted(self.fs.find(target, withdirs=True), key=len, reverse=True)
+            for path in [*dirs, target]:
+                with contextlib.suppress(OSError):
+                    self.fs.rmdir(path)
 
     # -- small files (the manifest) -----------------------------------------------------------
     def read_bytes(self, relpath: str) -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import time
 import uuid
 
@@ -104,7 +105,7 @@ def recover(root: str) -> tuple[list[str], list[str]]:
     for name in sorted(os.listdir(staging)) if os.path.isdir(staging) else []:
         slot = os.path.join(staging, name)
         try:
-            mark = _marker(slot) if os.path.isdir(slot) else None
+            mark = _marker(slot) if os.path.isdir(slot) and not os.path.islink(slot) else None
         except OSError as exc:
             problems.append(f"cannot read {slot!r}: {exc}")
             continue
@@ -127,8 +128,9 @@ def recover(root: str) -> tuple[list[str], list[str]]:
 def _last_write(path: str) -> float:
     """The newest modification time of a file, or of anything under a directory."""
     try:
-        newest = os.lstat(path).st_mtime
-        if os.path.isdir(path):
+        found = os.lstat(path)
+        newest = found.st_mtime
+        if stat.S_ISDIR(found.st_mode):  # never through a link (os.walk would follow it)
             for dirpath, dirs, files in os.walk(path):
                 for name in [*dirs, *files]:
                     newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)

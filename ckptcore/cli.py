@@ -13,7 +13,7 @@ optional packages (fsspec, s3fs) are imported only for a URL that needs them::
     ckptcore plot runs/a -o runs-a.png   # the monitored metric over the checkpoints
 
 Exit status: 0 on success, 1 when ``verify`` finds a bad, missing or unverified (no sha256)
-file (or ``best``/``latest`` finds none, or finds it bad or missing), 2 for a missing root or
+file (or ``best``/``latest`` finds none, or finds it bad, missing or unverified), 2 for a missing root or
 bucket, a root without a manifest or a bad argument.
 """
 
@@ -31,7 +31,7 @@ import typer
 from rich.console import Console
 
 from ckptcore.digest import stream_digest, tree_digest
-from ckptcore.table import checkpoint_table, entry_row, human_age, human_size
+from ckptcore.table import checkpoint_table, entry_row, human_age, human_size, printable
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.pending import accounted
@@ -100,7 +100,7 @@ class Root:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"ckptcore: error: {message}", err=True)
+    typer.echo(f"ckptcore: error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -152,11 +152,19 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _console() -> Console:
-    # Piped output gets a wide console so that names are never cut; a terminal (or COLUMNS)
-    # keeps its width.
-    sized = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
-    return Console(file=sys.stdout, width=None if sized else 200)
+#: The width of piped output: wider than any table (names are at most 255 bytes), so none is cut.
+_PIPED_WIDTH = 10_000
+
+
+def _console() -> tuple[Console, int | None]:
+    """The console to print to and the width a table must fit (None: its natural width).
+
+    A terminal (or ``COLUMNS``) keeps its width; piped output is never cut.
+    """
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+        console = Console(file=sys.stdout)
+        return console, console.width
+    return Console(file=sys.stdout, width=_PIPED_WIDTH), None
 
 
 # -- verifying ------------------------------------------------------------------------------------
@@ -199,6 +207,8 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
         return "MISSING", "listed in the manifest but not found"
     size, sha = found
     if entry.sha256 is None:
+        if size != entry.size:  # no digest to compare, but the size alone says these are other bytes
+            return "BAD", f"{size} bytes != manifest {entry.size} bytes (the manifest records no sha256)"
         return "UNVERIFIED", "the manifest records no sha256, so nothing vouches for these bytes"
     if sha != entry.sha256 and accounted(root.manifest, entry.path, sha):
         return "ok", f"{human_size(size)} (a save in progress: its pending record holds this sha256)"
@@ -224,47 +234,49 @@ def ls_command(
     if not opened.manifest.entries:
         typer.echo(f"{root}: the manifest lists no checkpoints")
         return
-    console = _console()
-    console.print(checkpoint_table(opened.manifest, title=opened.location, width=console.width))
+    console, width = _console()
+    # Never cropped: a table that cannot fit (its numbers are never cut) wraps instead.
+    console.print(checkpoint_table(opened.manifest, title=opened.location, width=width), crop=False)
 
 
 @app.command("best")
 def best_command(root: RootArg, as_json: JsonOpt = False, no_verify: NoVerifyOpt = False,
                  storage_options: OptionsOpt = None) -> None:
-    """Print the path or URL of the best checkpoint; exit 1 if it is missing or bad."""
-    opened = open_root(root, _parse_options(storage_options))
-    entry = opened.manifest.best()
-    if entry is None:
-        raise _fail(f"{root}: no checkpoint is marked best (was a monitor value logged?)", code=1)
-    _show(opened, entry, "best", as_json, not no_verify)
+    """Print the path or URL of the best checkpoint; exit 1 if it is missing, bad or unverified."""
+    _show(root, "best", as_json, not no_verify, storage_options)
 
 
 @app.command("latest")
 def latest_command(root: RootArg, as_json: JsonOpt = False, no_verify: NoVerifyOpt = False,
                    storage_options: OptionsOpt = None) -> None:
-    """Print the path or URL of the most recent checkpoint; exit 1 if it is missing or bad."""
+    """Print the path or URL of the most recent checkpoint; exit 1 if it is missing, bad or unverified."""
+    _show(root, "latest", as_json, not no_verify, storage_options)
+
+
+#: Statuses that fail ``verify``, ``best`` and ``latest``: nothing vouches for these bytes.
+_FAILED = ("BAD", "MISSING", "UNVERIFIED")
+_NONE_FOUND = {"best": "no checkpoint is marked best (was a monitor value logged?)",
+               "latest": "the manifest lists no checkpoints"}
+
+
+def _show(root: str, which: str, as_json: bool, verify: bool, storage_options: str | None) -> None:
+    """Print the ``which`` checkpoint's location (or its JSON row); exit 1 when there is none or
+    it fails its check (as :func:`ckptcore.adapters.keras.load_best` would refuse it)."""
     opened = open_root(root, _parse_options(storage_options))
-    entry = opened.manifest.latest()
+    entry = opened.manifest.best() if which == "best" else opened.manifest.latest()
     if entry is None:
-        raise _fail(f"{root}: the manifest lists no checkpoints", code=1)
-    _show(opened, entry, "latest", as_json, not no_verify)
-
-
-def _show(opened: Root, entry: ManifestEntry, which: str, as_json: bool, verify: bool) -> None:
-    """Print one checkpoint's location (or its JSON row); exit 1 when it fails its digest."""
+        raise _fail(f"{root}: {_NONE_FOUND[which]}", code=1)
     status, detail = _check(opened, entry) if verify else ("UNCHECKED", "not checked (--no-verify)")
-    failed = status in ("BAD", "MISSING")
+    failed = status in _FAILED
     location = opened.backend.locate(entry.path)
     if as_json:
         row = {**entry_row(entry, location), "status": status.lower(), "detail": detail}
         typer.echo(json.dumps(row, indent=2))
     elif not failed:  # a script reading the path gets none when the file is not fit to load
-        typer.echo(location)
+        typer.echo(printable(location))
     if failed:
         raise _fail(f"{opened.location}: the {which} checkpoint {entry.path} is {status}: {detail}", code=1)
 
-
-_FAILED = ("BAD", "MISSING", "UNVERIFIED")
 
 
 @app.command("verify")
@@ -280,7 +292,7 @@ def verify_command(root: RootArg, as_json: JsonOpt = False, storage_options: Opt
         checked.append({"path": entry.path, "location": opened.backend.locate(entry.path),
                         "status": status.lower(), "detail": detail})
         if not as_json:
-            typer.echo(f"{status:<10} {entry.path}  {detail}", err=status in _FAILED)
+            typer.echo(f"{status:<10} {printable(entry.path)}  {detail}", err=status in _FAILED)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no checkpoints"
     failed = sum(counts.get(status, 0) for status in _FAILED)
     if as_json:
@@ -316,7 +328,7 @@ def prune_command(
     doomed = _select_deletions(policy, manifest, mode)
     verb = "would delete" if dry_run else "deleting"
     for entry in doomed if not as_json else ():
-        typer.echo(f"{verb} {opened.backend.locate(entry.path)}")
+        typer.echo(f"{verb} {printable(opened.backend.locate(entry.path))}")
     kept = len(manifest.entries) - len(doomed)
     report = {"root": root, "dry_run": dry_run, "deleted": [opened.backend.locate(e.path) for e in doomed],
               "kept": [e.path for e in manifest.entries if e.path not in {d.path for d in doomed}]}
@@ -385,7 +397,7 @@ def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
     except OSError as exc:
         raise _fail(f"{root.location}: could not write the manifest, nothing deleted: {_one_line(exc)}") from exc
     for path, exc in failed:
-        typer.echo(f"could not delete {path}: {_one_line(exc)}", err=True)
+        typer.echo(f"could not delete {printable(path)}: {printable(_one_line(exc))}", err=True)
     if failed:
         raise typer.Exit(1)
 
@@ -412,8 +424,7 @@ def plot_command(
     if keep_last is not None or keep_best is not None:
         doomed = {e.path for e in _select_deletions(policy, opened.manifest, mode)}
         kept = [e.path for e in opened.manifest.entries if e.path not in doomed]
-    name = os.path.basename(root.rstrip("/").split("://")[-1]) or "root"
-    output = output or f"{name}-checkpoints.png"
+    output = output or f"{_root_name(root)}-checkpoints.png"
     try:
         drawn = plot_checkpoints(opened.manifest, output, title=opened.location, kept=kept)
     except (ImportError, ValueError, OSError) as exc:
@@ -422,6 +433,12 @@ def plot_command(
         typer.echo(json.dumps({"root": root, "output": output, "checkpoints": drawn}, indent=2))
     else:
         typer.echo(f"{root}: drew {drawn} checkpoints into {output}")
+
+
+def _root_name(root: str) -> str:
+    """The last component of a root's path (``.`` and ``..`` resolved), or ``root``."""
+    path = root.split(_URL_MARK, 1)[1] if _URL_MARK in root else os.path.abspath(root)
+    return os.path.basename(path.rstrip("/")) or "root"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

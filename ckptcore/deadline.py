@@ -109,6 +109,7 @@ class SaveDeadline:
         self.seconds = seconds
         self._stuck: _Stuck | None = None
         self._late: list[CheckpointSaveError] = []  # failures of commits that finished late
+        self._abandoned = False  # the last run() gave up on a commit that is still running
         self._lock = threading.Lock()
 
     @property
@@ -119,10 +120,18 @@ class SaveDeadline:
                 self._stuck = None
             return None if self._stuck is None else self._stuck.relpath
 
-    @staticmethod
-    def undo(bests: Any, previous: dict[str, Any]) -> None:
+    def undo(self, bests: Any, previous: dict[str, Any]) -> None:
         """Undo a best whose save reached no storage; later, off the training thread, if a
-        hung save holds the lock now."""
+        hung save holds the lock now.
+
+        The save :meth:`run` has just given up on is left alone: its commit goes on in the
+        background and settles its best if it lands, or undoes it if it fails. Undone now, a
+        best that lands late would be overwritten by a worse one.
+        """
+        with self._lock:
+            abandoned, self._abandoned = self._abandoned, False
+        if abandoned:
+            return
         try:
             bests.undo(previous)
         except StorageTimeoutError:
@@ -155,6 +164,8 @@ class SaveDeadline:
             CheckpointSaveError: The commit failed, ran past the deadline, or was skipped
                 because an earlier one is still running.
         """
+        with self._lock:
+            self._abandoned = False
         for failure in self._take_late():
             report(failure)
         if self.seconds is None:
@@ -181,6 +192,9 @@ class SaveDeadline:
         def work() -> None:
             try:
                 box["result"] = commit(guard)
+                if abandoned.is_set():
+                    log.info("the save of %r finished after storage_timeout=%gs and is recorded", relpath,
+                             self.seconds)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 box["error"] = exc
                 if abandoned.is_set():
@@ -193,6 +207,7 @@ class SaveDeadline:
         if thread.is_alive():
             with self._lock:
                 abandoned.set()
+                self._abandoned = True
                 self._stuck = _Stuck(relpath, thread, started)
             raise skipped(relpath, f"storage did not answer within storage_timeout={self.seconds:g}s; "
                                    "training goes on, later saves are skipped until this one finishes "

@@ -78,14 +78,23 @@ def role_from_task(task_type: str | None, task_id: int | None, cluster: Mapping[
     return Role(chief=chief, index=index, count=workers or None, source=source)
 
 
-def _tf_config_role(text: str) -> Role:
+def _tf_config_role(text: str) -> Role | None:
+    """The role ``TF_CONFIG`` describes; None for one without a task or cluster (``{}``),
+    which tf.distribute also takes for a job of one."""
     try:
         config = json.loads(text)
         task = config.get("task") or {}
         cluster = config.get("cluster") or {}
         if not isinstance(task, dict) or not isinstance(cluster, dict):
             raise TypeError("task and cluster must be objects")
-        return role_from_task(task.get("type"), task.get("index"), cluster)
+        if not task.get("type"):
+            if cluster:  # who is this process? Taken for a worker, nothing would ever be committed
+                raise ValueError("a cluster but no task type")
+            return None
+        index = task.get("index") or 0
+        if isinstance(index, bool) or not isinstance(index, (int, str)) or int(index) < 0:
+            raise ValueError(f"task index {index!r}")
+        return role_from_task(task["type"], int(index), cluster)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"TF_CONFIG: got {text[:200]!r}, which is not a tf.distribute cluster description "
@@ -115,8 +124,8 @@ def role_from_env(environ: Mapping[str, str] | None = None) -> Role | None:
         ConfigError: A variable is set but cannot be read (named in the message).
     """
     environ = os.environ if environ is None else environ
-    if environ.get("TF_CONFIG", "").strip():
-        return _tf_config_role(environ["TF_CONFIG"])
+    if environ.get("TF_CONFIG", "").strip() and (role := _tf_config_role(environ["TF_CONFIG"])) is not None:
+        return role
     for name, size_name in RANK_VARIABLES:
         if environ.get(name, "").strip():
             return _rank(name, environ[name].strip(), size_name, environ)

@@ -14,6 +14,7 @@ __all__ = [
     "RESERVED_DIR",
     "TEMP_MARK",
     "component_problem",
+    "is_reserved_dir",
     "name_bytes",
     "path_problem",
     "reserved_reason",
@@ -68,6 +69,12 @@ def path_problem(path: str) -> str | None:
     return None
 
 
+def is_reserved_dir(name: str) -> bool:
+    """Whether ``name`` is :data:`RESERVED_DIR` in any case (one file on a case-insensitive
+    file system)."""
+    return name.casefold() == RESERVED_DIR
+
+
 def reserved_reason(path: str) -> str | None:
     """Why ``path`` (relative to the root) is reserved for ckptcore, or None when it is free.
 
@@ -75,10 +82,12 @@ def reserved_reason(path: str) -> str | None:
         path: A ``/``-separated path relative to a checkpoint root.
     """
     parts = path.split("/")
-    if parts[0] == RESERVED_DIR:
+    # Compared case-insensitively: on macOS's and Windows' default file systems
+    # ".CKPTCORE" and "Manifest.json" are ckptcore's own files.
+    if is_reserved_dir(parts[0]):
         return f"{RESERVED_DIR!r} at the top of a root is ckptcore's own directory"
     if any(part.startswith(TEMP_MARK) for part in parts):
         return f"names starting with {TEMP_MARK!r} are temporary files, which are swept"
-    if path == LEGACY_MANIFEST:
+    if path.casefold() == LEGACY_MANIFEST:
         return f"{LEGACY_MANIFEST!r} directly under the root is where older versions keep the manifest"
     return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ckptcore.errors import MissingKeyError, TemplateError
-from ckptcore.names import NAME_MAX, RESERVED_DIR, TEMP_MARK, name_bytes, reserved_reason
+from ckptcore.names import NAME_MAX, RESERVED_DIR, TEMP_MARK, is_reserved_dir, name_bytes, reserved_reason
 from ckptcore.scalars import shown
 
 __all__ = ["COUNTERS", "FilepathTemplate", "split_root"]
@@ -127,7 +127,7 @@ def _check_names(fields: tuple[_Field, ...], root: str, filepath: str) -> None:
                 f"filepath: {filepath!r}: {what} {fixed[:40]!r}... is {name_bytes(fixed)} bytes long; "
                 f"allowed: names of at most {NAME_MAX} bytes"
             )
-        if part == RESERVED_DIR or part.startswith(TEMP_MARK):
+        if is_reserved_dir(part) or part.startswith(TEMP_MARK):
             raise TemplateError(
                 f"filepath: {filepath!r} uses the name {fixed!r}: {reserved_reason(part)}; allowed: "
                 f"names that are not {RESERVED_DIR!r} and do not start with {TEMP_MARK!r}"
@@ -265,7 +265,7 @@ class FilepathTemplate:
                     "or format specs"
                 )
         reserved = reserved_reason(relative)
-        if reserved is None and RESERVED_DIR in parts:
+        if reserved is None and any(is_reserved_dir(part) for part in parts):
             reserved = reserved_reason(RESERVED_DIR)
         if reserved is not None:
             raise TemplateError(

@@ -4,13 +4,14 @@ itself. Every test module that needs S3 starts one through :class:`S3Server`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
-__all__ = ["AWS_TEST_ENV", "S3Server", "free_port"]
+__all__ = ["AWS_TEST_ENV", "S3Server", "free_port", "running_s3"]
 
 #: Dummy credentials: moto accepts any, botocore insists on some.
 AWS_TEST_ENV = {
@@ -72,3 +73,16 @@ class S3Server:
         name = f"ckpt-{uuid.uuid4().hex[:12]}"
         s3fs.S3FileSystem(**self.options).mkdir(name)
         return name
+
+
+@contextlib.contextmanager
+def running_s3(patch: pytest.MonkeyPatch, **options: Any) -> Iterator[S3Server]:
+    """A started :class:`S3Server` (``options`` as for it), with :data:`AWS_TEST_ENV` set in the
+    environment through ``patch``; stopped on the way out."""
+    for name, value in AWS_TEST_ENV.items():
+        patch.setenv(name, value)
+    server = S3Server(**options).start()
+    try:
+        yield server
+    finally:
+        server.stop()

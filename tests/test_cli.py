@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import running_s3
 from typer.testing import CliRunner
 
 from ckptcore import MANIFEST_NAME, Checkpointer, Manifest
@@ -571,13 +571,8 @@ def test_verify_streams_directory_checkpoints_on_a_memory_url(memory_url):
 @pytest.fixture
 def s3_root(monkeypatch):
     """A fresh bucket on a moto S3 server on 127.0.0.1; yields (root URL, storage_options)."""
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
-    server = S3Server().start()
-    try:
+    with running_s3(monkeypatch) as server:
         yield f"s3://{server.make_bucket()}/run", server.options
-    finally:
-        server.stop()
 
 
 def test_console_script_on_s3_with_storage_options(s3_root):
@@ -611,7 +606,8 @@ def test_verify_does_not_pass_an_entry_without_a_sha256(root):
     manifest = load_manifest(backend)
     manifest.entries[1].sha256 = None
     backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
-    open(os.path.join(root, manifest.entries[1].path), "wb").write(b"garbage")
+    # Garbage of the recorded size: only a sha256 could tell (a size that differs is BAD).
+    open(os.path.join(root, manifest.entries[1].path), "wb").write(b"g" * manifest.entries[1].size)
     result = invoke("verify", root)
     assert result.exit_code == 1
     assert result.stderr.startswith("UNVERIFIED") and manifest.entries[1].path in result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import running_s3
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 keras = pytest.importorskip("keras")
@@ -30,16 +30,11 @@ def python_blocks(page: str, needle: str) -> list[str]:
 
 @pytest.fixture
 def s3(monkeypatch):
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
-    server = S3Server().start()
-    try:
+    with running_s3(monkeypatch) as server:
         import s3fs
 
         s3fs.S3FileSystem(**server.options).mkdir("my-bucket")  # the bucket the docs name
         yield server
-    finally:
-        server.stop()
 
 
 def _data():

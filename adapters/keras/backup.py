@@ -3,7 +3,8 @@
 Same signature and behaviour as Keras 3's: back up the weights and optimizer state at each
 epoch end (or every ``save_freq`` batches), restore them at the start of the next ``fit`` and
 continue at the epoch after the backup (a mid-epoch backup repeats its epoch from the start),
-delete the backup after a ``fit`` that finishes when ``delete_checkpoint=True``. Built on the
+delete the backup after a ``fit`` that finishes when ``delete_checkpoint=True`` (on the chief of
+a distributed job only: see :mod:`ckptcore.distributed`). Built on the
 engine, so a backup is written to a staging name and committed atomically (a kill never leaves
 a half-written backup), checked against its sha256 before it is loaded, and ``backup_dir`` may
 be any fsspec URL. It can run beside a ``ModelCheckpoint`` in the same ``fit`` (give each its
@@ -34,6 +35,7 @@ from ckptcore.resume import ResumePoint
 from ckptcore.template import FilepathTemplate
 
 from ckptcore.adapters.keras.callback import ModelCheckpoint
+from ckptcore.adapters.keras.distributed import chief
 from ckptcore.adapters.keras.resume import Restored, _backend
 
 __all__ = ["BackupAndRestore"]
@@ -106,8 +108,8 @@ class BackupAndRestore(ModelCheckpoint):
     def on_train_end(self, logs: Any = None) -> None:
         """Finish the backup's saves; with ``delete_checkpoint``, then delete the backup."""
         super().on_train_end(logs)
-        if self.delete_checkpoint:
-            self._delete_backup()
+        if self.delete_checkpoint and chief(self._engine_args.get("is_chief")):
+            self._delete_backup()  # only the chief deletes, as only it commits
 
     def _delete_backup(self) -> None:
         backend = _backend(self._root, self._engine_args["storage_options"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any, Iterator
 
@@ -92,6 +93,9 @@ def _local_copy(backend: Any, entry: ManifestEntry, limit: int | None) -> Iterat
         if os.path.isdir(location):
             raise ConfigError(f"{location!r} is a SavedModel export, not a Keras model; "
                               "load it with keras.layers.TFSMLayer")
+        if os.path.lexists(location) and not stat.S_ISREG(os.lstat(location).st_mode):
+            # A FIFO would block the digest (or Keras) forever; a device is no checkpoint.
+            raise ManifestError(f"{location!r} is not a regular file; refusing to load it")
         yield location
         return
     tmpdir = tempfile.mkdtemp(prefix="ckptcore-load-")

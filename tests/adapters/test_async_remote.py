@@ -13,7 +13,7 @@ import uuid
 import keras
 import numpy as np
 import pytest
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import running_s3
 
 from ckptcore.adapters.keras import ModelCheckpoint
 
@@ -23,15 +23,8 @@ pytestmark = pytest.mark.keras
 @pytest.fixture(scope="module")
 def s3_options():
     """storage_options for a moto S3 server on loopback (dummy credentials)."""
-    patch = pytest.MonkeyPatch()
-    for name, value in AWS_TEST_ENV.items():
-        patch.setenv(name, value)
-    server = S3Server().start()
-    try:
+    with pytest.MonkeyPatch.context() as patch, running_s3(patch) as server:
         yield server.options
-    finally:
-        server.stop()
-        patch.undo()
 
 
 def _noting_threads(cls: type) -> type:

@@ -10,7 +10,7 @@ import os
 import sys
 
 import pytest
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import running_s3
 
 pytest.register_assert_rewrite("contract")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -20,15 +20,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on loopback for the session, with dummy credentials in the environment."""
-    patch = pytest.MonkeyPatch()
-    for name, value in AWS_TEST_ENV.items():
-        patch.setenv(name, value)
-    server = S3Server().start()
-    try:
+    with pytest.MonkeyPatch.context() as patch, running_s3(patch) as server:
         yield server
-    finally:
-        server.stop()
-        patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -89,3 +89,27 @@ def test_a_worker_runs_the_write_outside_the_root_and_keeps_nothing(tmp_path, mo
     assert len(given) == 2 and not any(p.startswith(str(root)) or os.path.exists(p) for p in given)
     assert not root.exists() or not any(root.rglob("*"))
     assert load_manifest(LocalBackend(str(root))) is None
+
+
+@pytest.mark.parametrize("text", ["{}", '{"cluster": {}}', '{"task": {}}'])
+def test_a_tf_config_without_task_or_cluster_is_a_job_of_one(tmp_path, monkeypatch, text):
+    """tf.distribute takes it for a single worker, the chief: its saves must be committed."""
+    assert role_from_env({"TF_CONFIG": text}) is None
+    assert role_from_env({"TF_CONFIG": text, "RANK": "1"}).source == "RANK"  # the next variable decides
+    monkeypatch.setenv("TF_CONFIG", text)
+    for name in ("RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    with Checkpointer(str(tmp_path / "m-{epoch}.npy"), write=lambda p: np.save(p, np.zeros(2))) as ck:
+        ck.on_epoch_end(0, {})
+    assert (tmp_path / "m-1.npy").exists()
+    assert [e.path for e in load_manifest(LocalBackend(str(tmp_path))).entries] == ["m-1.npy"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}',  # no task: which worker is this?
+    '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": -1}}',
+    '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0.5}}',
+])
+def test_a_tf_config_that_names_no_task_of_its_cluster_is_refused(text):
+    with pytest.raises(ConfigError, match="TF_CONFIG"):
+        role_from_env({"TF_CONFIG": text})

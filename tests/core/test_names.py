@@ -66,3 +66,29 @@ def test_reserved_names(path, reserved):
 @pytest.mark.parametrize("path", ["/abs", "a//b", "a/../b", "./a", "a\\b", "a\x00"])
 def test_path_problem_names_what_is_wrong(path):
     assert path_problem(path) is not None
+
+
+@pytest.mark.parametrize("path", ["MANIFEST.JSON", "Manifest.json", ".CKPTCORE", ".Ckptcore/state/manifest.json"])
+def test_reserved_names_in_another_case_are_reserved(path):
+    """On a case-insensitive file system (macOS's, Windows' defaults) they are the same files:
+    an entry at such a path would let prune or retention delete ckptcore's own."""
+    assert reserved_reason(path) is not None
+    with pytest.raises(ManifestError, match="reserved"):
+        Manifest.from_json(_manifest(path.rsplit("/", 1)[-1], path))
+
+
+@pytest.mark.parametrize("filepath", ["ckpt/Manifest.json", "ckpt/.CKPTCORE/m-{epoch}.keras"])
+def test_a_template_naming_a_reserved_name_in_another_case_is_refused(tmp_path, filepath):
+    from ckptcore import Checkpointer, ConfigError
+
+    with pytest.raises(ConfigError, match="older versions keep the manifest|ckptcore's own directory"):
+        Checkpointer(str(tmp_path / filepath), write=lambda path: None)
+
+
+def test_a_rendered_reserved_name_in_another_case_is_refused(tmp_path):
+    from ckptcore import Checkpointer, TemplateError
+
+    ck = Checkpointer(str(tmp_path / "{tag}" / "m.npy"), write=lambda path: None, monitor="loss")
+    with pytest.raises(TemplateError, match="ckptcore's own directory"):
+        ck.on_epoch_end(0, {"tag": ".CkptCore", "loss": 1.0})
+    ck.close()

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from launch import check_local_root, run_workers
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import AWS_TEST_ENV, running_s3
 
 ENVS = [{"RANK": "0", "WORLD_SIZE": "2"}, {"RANK": "1", "WORLD_SIZE": "2"}]
 
@@ -41,10 +41,7 @@ def test_only_the_chief_writes_a_shared_local_root(tmp_path):
 
 
 def test_only_the_chief_writes_a_shared_s3_bucket(monkeypatch, tmp_path):
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
-    server = S3Server().start()
-    try:
+    with running_s3(monkeypatch) as server:
         bucket = server.make_bucket()
         url = f"s3://{bucket}/run"
         workers = run_workers("core_worker.py", envs(tmp_path / "barrier", **AWS_TEST_ENV),
@@ -68,8 +65,6 @@ def test_only_the_chief_writes_a_shared_s3_bucket(monkeypatch, tmp_path):
 
         for entry in manifest.entries:
             assert hashlib.sha256(fs.cat(f"{bucket}/run/{entry.path}")).hexdigest() == entry.sha256
-    finally:
-        server.stop()
 
 
 def test_a_worker_that_dies_stops_the_others(tmp_path):

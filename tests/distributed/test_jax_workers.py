@@ -6,7 +6,7 @@ import json
 
 import pytest
 from launch import check_local_root, own_files, run_workers
-from s3_server import AWS_TEST_ENV, S3Server, free_port
+from s3_server import AWS_TEST_ENV, free_port, running_s3
 
 pytest.importorskip("jax")
 TIMEOUT = 300  # two processes starting JAX and Keras on a shared machine
@@ -42,10 +42,7 @@ def test_two_jax_processes_share_a_local_root(tmp_path):
 
 
 def test_two_jax_processes_share_an_s3_bucket(monkeypatch):
-    for key, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(key, value)
-    server = S3Server().start()
-    try:
+    with running_s3(monkeypatch) as server:
         bucket = server.make_bucket()
         chief = check_job(run_job(f"s3://{bucket}/run", server.options, AWS_TEST_ENV))
         import hashlib
@@ -62,5 +59,3 @@ def test_two_jax_processes_share_an_s3_bucket(monkeypatch):
         assert len(manifest.runs) == 1
         for entry in manifest.entries:
             assert hashlib.sha256(fs.cat(f"{bucket}/run/{entry.path}")).hexdigest() == entry.sha256
-    finally:
-        server.stop()

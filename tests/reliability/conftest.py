@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Callable
 
 import pytest
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import running_s3
 
 
 @pytest.fixture
@@ -21,16 +21,11 @@ def s3(monkeypatch):
 
     ``s3.stop()`` and ``s3.start()`` take it away and bring it back on the same port.
     """
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
     # ckptcore retries; botocore's own retries of a refused connection would only add delay.
-    server = S3Server(config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5})
-    server.start()
-    server.bucket = server.make_bucket()  # type: ignore[attr-defined]
-    try:
+    config = {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5}
+    with running_s3(monkeypatch, config_kwargs=config) as server:
+        server.bucket = server.make_bucket()  # type: ignore[attr-defined]
         yield server
-    finally:
-        server.stop()
 
 
 def _memory_subclass(protocol: str, body: dict[str, Any]) -> type:

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from hung_server import Endpoint
-from s3_server import AWS_TEST_ENV, S3Server
+from s3_server import S3Server, running_s3
 
 from ckptcore import Checkpointer, Manifest
 from ckptcore.backends.timeouts import S3_CONFIG_DEFAULTS, S3FS_RETRIES, with_client_timeouts
@@ -29,15 +29,10 @@ NEVER = 600  # a client read timeout longer than any test: only ckptcore's deadl
 @pytest.fixture
 def store(monkeypatch):
     """``(endpoint, bucket, moto)``: the endpoint relays to moto until a test switches it."""
-    for name, value in AWS_TEST_ENV.items():
-        monkeypatch.setenv(name, value)
-    moto = S3Server().start()
-    try:
+    with running_s3(monkeypatch) as moto:
         bucket = moto.make_bucket()
         with Endpoint("forward", ("127.0.0.1", moto.port)) as endpoint:
             yield endpoint, bucket, moto
-    finally:
-        moto.stop()
 
 
 def _options(endpoint: Endpoint, **config) -> dict:
