@@ -156,8 +156,11 @@ def _keras(root: str, ready: Any, seed: int, *, mode: str) -> None:
         ]
 
     class Ready(keras.callbacks.Callback):
+        ended = 0  # epochs this process ran: a resumed fit starts past epoch 0
+
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if epoch == 1:
+            self.ended += 1
+            if self.ended == 2:
                 for cb in callbacks:
                     if getattr(cb, "checkpointer", None) is not None:
                         cb.checkpointer.wait()

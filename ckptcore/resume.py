@@ -167,12 +167,12 @@ def latest_checkpoint(root: Any, *, filepath: str | None = None,
         StorageError: The manifest could not be read.
     """
     from ckptcore.backends import resolve_backend  # the registry imports plug-ins lazily
-    from ckptcore.commit import load_manifest
+    from ckptcore.store import load_settled
 
     root = os.fspath(root)
     backend = resolve_backend(root if "://" in root else "local", root, **(storage_options or {}))
     try:
-        manifest = load_manifest(backend)
+        manifest = load_settled(backend)  # a kill's pending records resolved by what is there
         if manifest is None:
             return None
         template = None if filepath is None else FilepathTemplate(os.fspath(filepath))

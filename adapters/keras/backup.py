@@ -28,7 +28,7 @@ import os
 import shutil
 from typing import Any
 
-from ckptcore.commit import load_manifest
+from ckptcore.store import load_settled
 from ckptcore.errors import ConfigError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME
 from ckptcore.resume import ResumePoint
@@ -98,7 +98,7 @@ class BackupAndRestore(ModelCheckpoint):
     def _previous(self) -> ResumePoint | None:
         backend = _backend(self._root, self._engine_args["storage_options"])
         try:
-            manifest = load_manifest(backend)
+            manifest = load_settled(backend)
             template = FilepathTemplate(self.filepath)
             mine = [e for e in (manifest.entries if manifest else []) if template.matches(e.path)]
             return ResumePoint.of(backend, mine[-2]) if len(mine) >= 2 else None
@@ -114,7 +114,7 @@ class BackupAndRestore(ModelCheckpoint):
     def _delete_backup(self) -> None:
         backend = _backend(self._root, self._engine_args["storage_options"])
         try:
-            manifest = load_manifest(backend)
+            manifest = load_settled(backend)
             template = FilepathTemplate(self.filepath)
             entries = manifest.entries if manifest else []
             for entry in entries:

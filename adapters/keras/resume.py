@@ -18,7 +18,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ckptcore.commit import load_manifest, validate_manifest
+from ckptcore.commit import validate_manifest
+from ckptcore.store import load_settled
 from ckptcore.digest import digest
 from ckptcore.errors import ConfigError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
@@ -85,7 +86,7 @@ def find_resume_point(root: Any, *, which: str = "latest", filepath: str | None 
     root = os.fspath(root)
     backend = _backend(root, storage_options)
     try:
-        manifest = load_manifest(backend)
+        manifest = load_settled(backend)  # a kill's pending records resolved by what is there
         if other_root:
             manifest = validate_manifest(manifest, backend.locate(MANIFEST_NAME))
         if manifest is None:
