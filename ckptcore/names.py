@@ -24,7 +24,8 @@ __all__ = [
 NAME_MAX = 255
 #: ckptcore's own directory at the top of a root (its manifest, lock and staging live there).
 RESERVED_DIR = ".ckptcore"
-#: The mark of the temporary names older versions staged beside the target; still swept.
+#: The mark of the temporary names older versions staged beside the target: refused as a
+#: checkpoint name (files an old version left with it are left alone).
 TEMP_MARK = ".ckpt-tmp-"
 #: Where older versions kept the manifest, directly under the root (migrated when opened).
 LEGACY_MANIFEST = "manifest.json"

@@ -217,8 +217,8 @@ class _ImageWrite:
         return stream_image(image, path)
 
     def skip(self) -> None:
-        """Delete the file unmoved (a worker that is not the chief)."""
-        self._cleanup()
+        """Drop the image unwritten (a worker that is not the chief)."""
+        self._image = None
 
 
 _SYNC_NAMES = {"keras": "checkpoint.keras", "weights.h5": "checkpoint.weights.h5",

@@ -2,7 +2,8 @@
 
 Usage: ``WORKER_ID=i python jax_worker.py ROOT_URL PORT [STORAGE_OPTIONS_JSON]``. Each process feeds
 its own shard of the data (``auto_shard_dataset=False``); every process runs the same
-ModelCheckpoint, whose role comes from ``jax.process_index()``.
+ModelCheckpoint, whose role comes from ``jax.process_index()``. With ``RESUME=1`` the callback
+has ``resume=True`` and ``fit`` asks for ``EPOCHS`` epochs (default 4).
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ class Record(keras.callbacks.Callback):
         super().__init__()
         self.logs: list[dict] = []
         self.digests: list[str] = []
+        self.epochs: list[int] = []
+        self.begin = ""
+
+    def on_train_begin(self, logs=None):
+        self.begin = weights_digest(self.model)  # after a resume: the restored weights
 
     def on_epoch_end(self, epoch, logs=None):
         self.logs.append({k: float(v) for k, v in (logs or {}).items()})
+        self.epochs.append(epoch + 1)
         self.digests.append(weights_digest(self.model))
 
 
@@ -60,12 +67,13 @@ def main() -> None:
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
     checkpoint = ModelCheckpoint(ROOT + "/m-{epoch:02d}-{val_loss:.4f}.keras", monitor="val_loss",
-                                 keep_best=2, storage_options=OPTIONS)
+                                 keep_best=2, storage_options=OPTIONS, resume=os.environ.get("RESUME") == "1")
     record = Record()
-    model.fit(xs[:48], ys[:48], batch_size=8, epochs=4, validation_data=(xs[48:], ys[48:]),
+    model.fit(xs[:48], ys[:48], batch_size=8, epochs=int(os.environ.get("EPOCHS", "4")), validation_data=(xs[48:], ys[48:]),
               callbacks=[checkpoint, record], verbose=0)
     engine = checkpoint.checkpointer
     report = dict(rank=RANK, chief=engine.is_chief, logs=record.logs, digests=record.digests,
+                  epochs=record.epochs, begin=record.begin,
                   kept=[(e.path, e.epoch) for e in engine.manifest.entries], final=weights_digest(model))
     keras.distribution.set_distribution(None)  # load on this process alone
     if engine.is_chief:

@@ -41,6 +41,20 @@ def test_two_jax_processes_share_a_local_root(tmp_path):
     assert sorted(e.path for e in entries) == sorted(path for path, _ in chief["kept"])
 
 
+def test_a_resumed_job_restores_the_same_checkpoint_on_every_worker(tmp_path):
+    root = str(tmp_path / "shared")
+    first = check_job(run_job(root))
+    latest = max(epoch for _path, epoch in first["kept"])  # retention kept the best 2
+    chief, other = (w.report for w in run_job(root, env={"RESUME": "1", "EPOCHS": "6"}))
+    assert (chief["chief"], other["chief"]) == (True, False)
+    # Every worker restored the chief's checkpoint of that epoch and continued after it.
+    assert chief["begin"] == other["begin"] == first["digests"][latest - 1]
+    assert chief["epochs"] == other["epochs"] == list(range(latest + 1, 7))
+    assert chief["logs"] == other["logs"] and chief["digests"] == other["digests"]
+    entries = check_local_root(tmp_path / "shared")
+    assert len({e.run_id for e in entries}) == 1  # the resumed job continued the same run
+
+
 def test_two_jax_processes_share_an_s3_bucket(monkeypatch):
     with running_s3(monkeypatch) as server:
         bucket = server.make_bucket()
