@@ -19,7 +19,6 @@ bucket, a root without a manifest or a bad argument.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from typing import Annotated, Any, Optional, Sequence
 import typer
 from rich.console import Console
 
-from ckptcore.digest import stream_digest, tree_digest
+from ckptcore.audit import stored_digest
 from ckptcore.table import checkpoint_table, entry_row, human_age, human_size, printable
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
@@ -168,28 +167,6 @@ def _console() -> tuple[Console, int | None]:
 
 
 # -- verifying ------------------------------------------------------------------------------------
-def _remote_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
-    """Stream a remote checkpoint (file or directory) through the backend; None when missing."""
-    fs = getattr(backend, "fs", None)
-    url = backend.locate(relpath)
-    if fs is None:  # a backend without a file system object: read the file through the protocol
-        if not backend.exists(relpath):
-            return None
-        data = backend.read_bytes(relpath)
-        return len(data), hashlib.sha256(data).hexdigest()
-    if not fs.exists(url):
-        return None
-    if not fs.isdir(url):
-        return stream_digest(lambda: fs.open(url, "rb"))
-    base = fs._strip_protocol(url).rstrip("/")
-    pairs = []
-    for found in fs.find(url):
-        path = fs._strip_protocol(found)
-        rel = path[len(base) :].lstrip("/")
-        pairs.append((rel, lambda p=path: fs.open(p, "rb")))
-    return tree_digest(pairs)
-
-
 def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
     """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNVERIFIED``.
 
@@ -200,7 +177,7 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
         if root.is_local:
             found = digest_below(root.backend.root, entry.path)
         else:
-            found = _remote_digest(root.backend, entry.path)
+            found = stored_digest(root.backend, entry.path)  # streamed through fsspec
     except OSError as exc:
         return "BAD", f"cannot be read: {_one_line(exc)}"
     if found is None:
