@@ -18,7 +18,7 @@ from ckptcore.manifest import Manifest, ManifestEntry
 from ckptcore.modes import resolve_mode
 from ckptcore.monitor import Monitor
 from ckptcore.opening import make_backends, open_root
-from ckptcore.preemption import PreemptionGuard, preempted_name
+from ckptcore.preemption import PreemptionGuard, final_save
 from ckptcore.reporting import Reporter
 from ckptcore.resume import ResumePoint
 from ckptcore.retention import RetentionPolicy
@@ -300,31 +300,8 @@ class Checkpointer:
 
     # -- preemption ---------------------------------------------------------------------------
     def _save_on_preemption(self, exiting: bool) -> None:
-        """Save the current state as a final checkpoint (named with the last logs seen, never
-        over a best one or another run's), then finish every pending save; skipped if nothing
-        ran since this run's latest checkpoint."""
-        if self._closed:
-            return
-        self.wait()
-        last_epoch, batch, logs = self._last or (self.epoch, None, {})
-        epoch, batch = self.epoch, batch if last_epoch == self.epoch else None
-        latest = self.manifest.latest(self.run_id)
-        if latest is None or (latest.epoch, latest.global_step) != (epoch + 1, self.schedule.batches_run):
-            try:
-                relpath = self.template.render(epoch, batch, logs, step=self.schedule.batches_run)
-            except ValueError as exc:
-                log.warning("save_on_preemption: no final checkpoint, it cannot be named yet: %s", exc)
-                return self.close() if exiting else None
-            there = self.manifest.get(relpath)
-            if there is not None and (there.is_best or there.run_id != self.run_id):
-                relpath = preempted_name(relpath)
-            entry = self._entry(relpath, epoch, batch, logs, partial=not self._epoch_ended)
-            self.reporter.saving(epoch, self.template.join(relpath), reason="stopping on a signal, ")
-            try:
-                self._dispatch(relpath, entry, self.tracker.state_dict())
-            except CheckpointSaveError as exc:
-                self._save_failed(exc)
-        self.close() if exiting else self.wait()
+        """The final save on SIGTERM (see :func:`ckptcore.preemption.final_save`)."""
+        final_save(self, exiting)
 
     # -- results ------------------------------------------------------------------------------
     @property

@@ -20,7 +20,7 @@ import threading
 from types import FrameType
 from typing import Any, Callable, Iterator
 
-__all__ = ["PreemptionGuard", "preempted_name"]
+__all__ = ["PreemptionGuard", "final_save", "preempted_name"]
 
 log = logging.getLogger("ckptcore")
 
@@ -127,3 +127,39 @@ class PreemptionGuard:
             # The default action: terminate as the signal would have, with its exit status.
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+
+
+def final_save(ck: Any, exiting: bool) -> None:
+    """Save ``ck``'s current state as a final checkpoint, then finish every pending save.
+
+    Named with the last logs seen, never over a best checkpoint or another run's; skipped if
+    nothing ran since this run's latest checkpoint. With ``exiting``, ``ck`` is closed after.
+
+    Args:
+        ck: The :class:`ckptcore.Checkpointer` a signal stopped.
+        exiting: The process exits after this (the checkpointer is closed).
+    """
+    from ckptcore.errors import CheckpointSaveError
+
+    if ck._closed:
+        return
+    ck.wait()
+    last_epoch, batch, logs = ck._last or (ck.epoch, None, {})
+    epoch, batch = ck.epoch, batch if last_epoch == ck.epoch else None
+    latest = ck.manifest.latest(ck.run_id)
+    if latest is None or (latest.epoch, latest.global_step) != (epoch + 1, ck.schedule.batches_run):
+        try:
+            relpath = ck.template.render(epoch, batch, logs, step=ck.schedule.batches_run)
+        except ValueError as exc:
+            log.warning("save_on_preemption: no final checkpoint, it cannot be named yet: %s", exc)
+            return ck.close() if exiting else None
+        there = ck.manifest.get(relpath)
+        if there is not None and (there.is_best or there.run_id != ck.run_id):
+            relpath = preempted_name(relpath)
+        entry = ck._entry(relpath, epoch, batch, logs, partial=not ck._epoch_ended)
+        ck.reporter.saving(epoch, ck.template.join(relpath), reason="stopping on a signal, ")
+        try:
+            ck._dispatch(relpath, entry, ck.tracker.state_dict())
+        except CheckpointSaveError as exc:
+            ck._save_failed(exc)
+    ck.close() if exiting else ck.wait()
