@@ -35,7 +35,7 @@ from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.pending import accounted
 from ckptcore.store import delete_checkpoints, load_settled, root_of_manifest
-from ckptcore.modes import resolve_mode
+from ckptcore.pruning import select_deletions
 from ckptcore.retention import RetentionPolicy
 from ckptcore.safepath import digest_below
 
@@ -302,7 +302,7 @@ def prune_command(
     policy = _policy("prune", keep_last, keep_best, mode)
     opened = open_root(root, _parse_options(storage_options))
     manifest = opened.manifest
-    doomed = _select_deletions(policy, manifest, mode)
+    doomed = select_deletions(policy, manifest, mode)
     verb = "would delete" if dry_run else "deleting"
     for entry in doomed if not as_json else ():
         typer.echo(f"{verb} {printable(opened.backend.locate(entry.path))}")
@@ -328,42 +328,6 @@ def _policy(command: str, keep_last: int | None, keep_best: int | None, mode: st
         return RetentionPolicy(keep_last=keep_last, keep_best=keep_best)
     except ValueError as exc:
         raise _fail(f"{command}: --{_one_line(exc).replace('_', '-')}") from exc
-
-
-def _select_deletions(policy: RetentionPolicy, manifest: Manifest, mode: str | None) -> list[ManifestEntry]:
-    """What ``policy`` deletes: ``--keep-last`` over the whole root, ``--keep-best`` per run.
-
-    Runs sharing a root may monitor different metrics, so each run's checkpoints are ranked
-    by that run's own monitor and direction.
-    """
-    entries = manifest.entries
-    runs = list(dict.fromkeys(e.run_id for e in entries))
-    keep: set[str] = set()
-    if policy.keep_last is not None:
-        last = RetentionPolicy(keep_last=policy.keep_last)
-        doomed = {e.path for e in last.select_deletions(entries, "min", runs)}
-        keep.update(e.path for e in entries if e.path not in doomed)
-    if policy.keep_best is not None:
-        best = RetentionPolicy(keep_best=policy.keep_best)
-        for run in runs:
-            own = [e for e in entries if e.run_id == run]
-            doomed = {e.path for e in best.select_deletions(own, _direction(manifest, run, mode), {run})}
-            keep.update(e.path for e in own if e.path not in doomed)
-    return [e for e in entries if e.path not in keep]
-
-
-def _direction(manifest: Manifest, run: str, mode: str | None) -> str:
-    """The direction of ``run``'s monitor: ``--mode``, the recorded one, else by its name."""
-    if mode is not None:
-        return mode
-    recorded = (manifest.states.get(run) or {}).get("tracker")
-    latest = manifest.latest()
-    if recorded is None and latest is not None and latest.run_id == run:
-        recorded = manifest.tracker  # a manifest from before per-run states: the latest run's
-    if isinstance(recorded, dict) and recorded.get("mode") in ("min", "max"):
-        return recorded["mode"]
-    monitors = [e.monitor for e in manifest.entries if e.run_id == run and e.monitor]
-    return resolve_mode(monitors[-1], "auto") if monitors else "min"
 
 
 def _prune(root: Root, doomed: Sequence[ManifestEntry]) -> None:
@@ -399,7 +363,7 @@ def plot_command(
         policy = _policy("plot", keep_last, keep_best, mode)
     opened = open_root(root, _parse_options(storage_options))
     if keep_last is not None or keep_best is not None:
-        doomed = {e.path for e in _select_deletions(policy, opened.manifest, mode)}
+        doomed = {e.path for e in select_deletions(policy, opened.manifest, mode)}
         kept = [e.path for e in opened.manifest.entries if e.path not in doomed]
     output = output or f"{_root_name(root)}-checkpoints.png"
     try:
