@@ -19,12 +19,15 @@ from ckptcore import safepath
 from ckptcore.backends.base import CommitInfo
 from ckptcore.backends.local_layout import ASIDE, TRASH, make_layout, new_slot, recover, remove_tree, sweep
 from ckptcore.backends.local_lock import RunClaim, root_lock, run_alive
+from ckptcore.backends.local_reaper import REAPER
 from ckptcore.layout import STAGING_DIR, TMP_MARK
 
 __all__ = ["STALE_AFTER_SECONDS", "LocalBackend", "atomic_write_bytes", "fsync_tree"]
 
 log = logging.getLogger("ckptcore")
 _TMP_MARK = TMP_MARK
+#: The name, in a save's staging slot, of the link that keeps the file it replaces until freed.
+_REPLACED = ".replaced"
 #: A temporary file untouched for this long is left over from a killed writer.
 STALE_AFTER_SECONDS = 600.0
 
@@ -173,10 +176,15 @@ class LocalBackend:
         self._make_parent(final)
         if os.path.lexists(final) and (os.path.isdir(staged) or os.path.isdir(final)):
             self._swap(staged, final, relpath)
+            _drop_slot(staged)
+        elif _keep_replaced(final, staged):
+            os.replace(staged, final)  # drops one link of the old file: nothing is freed here
+            _fsync_dir(os.path.dirname(final))
+            REAPER.submit(os.path.dirname(staged))  # the old copy's blocks, freed off this thread
         else:
             os.replace(staged, final)
-        _fsync_dir(os.path.dirname(final))
-        _drop_slot(staged)
+            _fsync_dir(os.path.dirname(final))
+            _drop_slot(staged)
         return final
 
     def _swap(self, staged: str, final: str, relpath: str) -> None:
@@ -195,10 +203,7 @@ class LocalBackend:
                 os.replace(old, final)
                 raise
             _fsync_dir(os.path.dirname(final))
-        try:
-            remove_tree(slot)
-        except OSError as exc:
-            log.warning("could not remove the replaced copy %r: %s (removed at the next open)", old, exc)
+        REAPER.submit(slot)
 
     def put(self, src: str, relpath: str, info: CommitInfo) -> str:
         staged = self.stage(relpath)
@@ -231,11 +236,7 @@ class LocalBackend:
         if os.path.lexists(final):
             slot = new_slot(self.root, TRASH, relpath)
             os.replace(final, os.path.join(slot, os.path.basename(final)))
-            try:
-                remove_tree(slot)
-            except OSError as exc:
-                log.warning("could not remove the deleted %r from %r: %s (removed at the next open)",
-                            relpath, slot, exc)
+            REAPER.submit(slot)  # its blocks are freed off this thread
         safepath.rmdir_empty_parents(self.root, relpath)
 
     def read_bytes(self, relpath: str) -> bytes:
@@ -269,6 +270,7 @@ class LocalBackend:
         Returns:
             One line per thing done; problems are logged as warnings, never raised.
         """
+        REAPER.drain()  # this process's own removals finish before the root is tidied
         try:
             make_layout(self.root)
             with self.lock():
@@ -297,7 +299,8 @@ class LocalBackend:
         return run_alive(self.root, run_id)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Wait for the space of replaced and deleted checkpoints to be freed."""
+        REAPER.drain()
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"
@@ -307,6 +310,23 @@ def _is_slot(path: str) -> bool:
     """Whether ``path`` is a ``.ckptcore/staging/<id>`` directory."""
     parent = os.path.dirname(os.path.abspath(path))
     return os.path.basename(path) != "" and parent.endswith(os.sep + os.path.join(*STAGING_DIR.split("/")))
+
+
+def _keep_replaced(final: str, staged: str) -> bool:
+    """Hard-link the file at ``final`` into ``staged``'s slot, so replacing it frees nothing.
+
+    Returns:
+        Whether the link was made (not where ``final`` is no regular file, ``staged`` is not in
+        a slot, or the file system has no hard links).
+    """
+    slot = os.path.dirname(staged)
+    if not _is_slot(slot) or not os.path.isfile(final) or os.path.islink(final):
+        return False
+    try:
+        os.link(final, os.path.join(slot, _REPLACED), follow_symlinks=False)
+    except OSError:
+        return False
+    return True
 
 
 def _drop_slot(staged: str) -> None:

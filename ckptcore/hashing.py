@@ -5,11 +5,13 @@ the file descriptor (no Python-level buffer, so a large array is written from it
 and is hashed on the way. Large writes are hashed on a helper thread while this thread writes
 them (``hashlib`` and ``os.write`` both release the GIL on large buffers), so hashing costs
 little more than the write itself. With ``stable_buffers=True`` (the caller never changes a
-buffer it wrote before the file is closed) ``write`` does not even wait for the hash: the
-caller's next piece of work (computing a zip member's CRC, say) overlaps it too.
+buffer it wrote before the file is closed) ``write`` waits for neither: one helper thread
+hashes and another writes, each in order, while the caller prepares the next piece (a zip
+member's CRC-32, say), so the three run on as many cores as there are.
 
-A full disk, a file size limit or any other write fault raises ``OSError`` from ``write`` in
-Python, where the caller can report it.
+A full disk, a file size limit or any other write fault raises ``OSError`` in Python, where
+the caller can report it: from ``write``, or with ``stable_buffers`` from a later ``write``, from
+:attr:`HashingFile.digest` or from ``close``.
 
 The file is not fsynced here: the backend that commits it does that once, before its rename.
 On Linux the kernel is asked to start writing each 32 MiB to disk as soon as it is written
@@ -59,39 +61,60 @@ def _sync_file_range() -> Callable[[int, int, int], None] | None:
 _START_WRITEBACK = _sync_file_range()
 
 
-class _Hasher:
-    """One helper thread feeding slices to a hash object in order."""
+class _Worker:
+    """One helper thread applying ``apply`` to the pieces handed to it, in order.
 
-    def __init__(self, sha: Any) -> None:
-        self._sha = sha
+    The first exception ``apply`` raises is kept (the pieces after it are dropped) and raised
+    by :meth:`join`.
+    """
+
+    def __init__(self, apply: Callable[[Any], None], name: str) -> None:
+        self._apply = apply
         self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._queued = 0
-        self._thread = threading.Thread(target=self._run, name="ckptcore-hash", daemon=True)
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (view := self._todo.get()) is not None:
+        failed = False
+        while (piece := self._todo.get()) is not None:
+            if failed:
+                self._done.put(None)
+                continue
             try:
-                self._sha.update(view)
+                self._apply(piece)
             except BaseException as exc:  # noqa: BLE001 - handed back to the writing thread
+                failed = True
                 self._done.put(exc)
             else:
                 self._done.put(None)
 
-    def start(self, view: Any) -> None:
-        self._todo.put(view)
+    def start(self, piece: Any) -> None:
+        self._todo.put(piece)
         self._queued += 1
 
+    def check(self) -> None:
+        """Raise the first failure seen so far, without waiting."""
+        while self._queued:
+            try:
+                exc = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._queued -= 1
+            self._failed = self._failed or exc
+        if self._failed is not None:
+            raise self._failed
+
     def join(self) -> None:
-        """Wait for every slice handed over so far."""
-        first = None
+        """Wait for every piece handed over so far; raise the first failure."""
         while self._queued:
             exc = self._done.get()
             self._queued -= 1
-            first = first or exc
-        if first is not None:
-            raise first
+            self._failed = self._failed or exc
+        if self._failed is not None:
+            raise self._failed
 
     def stop(self) -> None:
         self._todo.put(None)
@@ -111,7 +134,10 @@ class HashingFile(io.RawIOBase):
     Args:
         path: The file to create (truncated if it exists; a symbolic link there is refused).
         stable_buffers: The caller promises not to change any buffer it passed to ``write``
-            until the file is closed; hashing then runs behind the writes.
+            until the file is closed. Large writes then return at once: they are hashed on
+            one helper thread and written on another, in order, while the caller prepares
+            the next piece (a zip member's CRC, say). A write fault is raised by a later
+            ``write``, by :attr:`digest` or by ``close``.
     """
 
     def __init__(self, path: str, stable_buffers: bool = False) -> None:
@@ -121,9 +147,11 @@ class HashingFile(io.RawIOBase):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         self._fd = os.open(path, flags, 0o644)  # never through a symbolic link
         self._sha = hashlib.sha256()
-        self._size = 0
+        self._size = 0  # bytes accepted
+        self._written = 0  # bytes on the file descriptor
         self._written_back = 0
-        self._hasher: _Hasher | None = None
+        self._hasher: _Worker | None = None
+        self._writer: _Worker | None = None
 
     def writable(self) -> bool:
         return True
@@ -144,10 +172,18 @@ class HashingFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         size = view.nbytes
         if size >= OVERLAP_MIN and self._hasher is None:
-            self._hasher = _Hasher(self._sha)
-        if self._hasher is None:
+            self._hasher = _Worker(self._sha.update, "ckptcore-hash")
+            if self._stable:
+                self._writer = _Worker(self._write_all, "ckptcore-write")
+        if self._hasher is None:  # small writes before any large one: on this thread
             self._sha.update(view)
             self._write_all(view)
+        elif self._writer is not None:  # stable buffers: both sides behind the caller
+            self._writer.check()
+            piece = memoryview(bytes(view)) if size < OVERLAP_MIN else view  # a small one may be reused
+            for start in range(0, size, SLICE):
+                self._hasher.start(piece[start:start + SLICE])
+                self._writer.start(piece[start:start + SLICE])
         elif size < OVERLAP_MIN:  # in order behind the queued slices; a copy, as it is small
             self._hasher.start(bytes(view))
             self._write_all(view)
@@ -158,42 +194,57 @@ class HashingFile(io.RawIOBase):
                 try:
                     self._write_all(piece)
                 finally:
-                    if not self._stable:
-                        self._hasher.join()
+                    self._hasher.join()
+        self._size += size
         return size
 
     def _write_all(self, view: memoryview) -> None:
         while view.nbytes:
             written = os.write(self._fd, view)
             view = view[written:]
-            self._size += written
-        end = self._size
+            self._written += written
+        end = self._written
         if _START_WRITEBACK is not None and end - self._written_back >= WRITEBACK:
             _START_WRITEBACK(self._fd, self._written_back, end - self._written_back)  # a hint: no errors
             self._written_back = end
 
+    def _finish(self) -> None:
+        """Wait for every write and hash handed to the helper threads."""
+        for worker in (self._writer, self._hasher):
+            if worker is not None:
+                worker.join()
+
     @property
     def size(self) -> int:
-        """Bytes written so far."""
+        """Bytes written so far (with ``stable_buffers``, some may still be on their way)."""
         return self._size
 
     @property
     def digest(self) -> Digest:
-        """Size and SHA-256 of everything written so far."""
-        if self._hasher is not None:
-            self._hasher.join()
+        """Size and SHA-256 of everything written so far.
+
+        Raises:
+            OSError: A write handed to the helper thread failed.
+        """
+        self._finish()
         return Digest(self._size, self._sha.hexdigest())
 
     def close(self) -> None:
+        """Finish the pending writes and close the file.
+
+        Raises:
+            OSError: A pending write failed (the file is closed anyway).
+        """
         if self.closed:
             return
-        hasher, self._hasher = self._hasher, None
+        workers = [w for w in (self._writer, self._hasher) if w is not None]
+        self._writer = self._hasher = None
         try:
-            if hasher is not None:
+            for worker in workers:
                 try:
-                    hasher.join()
+                    worker.join()
                 finally:
-                    hasher.stop()
+                    worker.stop()
         finally:
             os.close(self._fd)
             super().close()

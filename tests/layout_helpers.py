@@ -28,7 +28,14 @@ def read_manifest(root: Any) -> dict[str, Any]:
 
 
 def leftovers(root: Any) -> list[str]:
-    """What a save or delete left: anything in staging, temporary names anywhere."""
+    """What a save or delete left: anything in staging, temporary names anywhere.
+
+    The copies a replace or delete handed to this process's reaper are freed first (that is
+    deferred by design, not left behind).
+    """
+    from ckptcore.backends.local_reaper import REAPER
+
+    assert REAPER.drain(timeout=60), "the reaper did not finish within 60 s"
     found = []
     staging = Path(root, *STAGING_DIR.split("/"))
     if staging.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -51,8 +52,31 @@ def test_stage_is_in_the_hidden_staging_directory_and_commit_replaces(tmp_path):
     assert (tmp_path / "sub" / "w-1.npy").read_text() == "one", "not visible before commit"
     backend.commit(staged, "sub/w-1.npy", {})
     assert (tmp_path / "sub" / "w-1.npy").read_text() == "two"
+    backend.close()  # waits for the replaced copy to be freed
     assert _leftovers(tmp_path) == []
     assert backend.exists("sub/w-1.npy") and backend.locate("sub/w-1.npy") == location
+
+
+def test_a_replaced_file_is_freed_off_the_committing_thread(tmp_path, monkeypatch):
+    """Freeing a large file takes time: the commit hard-links the old copy into the save's
+    staging slot, renames, and hands the slot to the reaper thread."""
+    from ckptcore.backends import local_reaper
+
+    handed: list[str] = []
+    monkeypatch.setattr(local_reaper.REAPER, "submit", handed.append)
+    backend = LocalBackend(str(tmp_path))
+    for text in ("one", "two"):
+        staged = backend.stage("w.npy")
+        _write_file(staged, text)
+        backend.commit(staged, "w.npy", {})
+    assert (tmp_path / "w.npy").read_text() == "two"
+    [slot] = handed  # the first commit replaced nothing
+    assert os.path.dirname(slot) == str(tmp_path.joinpath(*STAGING_DIR.split("/")))
+    assert [p.read_text() for p in Path(slot).iterdir()] == ["one"], "the old copy, not yet freed"
+    monkeypatch.undo()
+    local_reaper.REAPER.submit(slot)
+    assert local_reaper.REAPER.drain(timeout=30)
+    assert not os.path.exists(slot) and _leftovers(tmp_path) == []
 
 
 def test_a_directory_checkpoint_replaces_an_existing_one_completely(tmp_path):

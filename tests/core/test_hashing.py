@@ -76,3 +76,26 @@ def test_the_commit_records_the_written_digest_without_reading_the_file_back(tmp
         assert ck.on_epoch_end(0, {"loss": 1.0}) == "m-1.bin"
     entry = load_manifest(LocalBackend(str(tmp_path))).entries[0]
     assert (entry.size, entry.sha256) == (7000, _sha(tmp_path / "m-1.bin"))
+
+
+def test_a_write_fault_behind_the_caller_is_raised_by_a_later_call(tmp_path):
+    """With stable buffers the write runs on a helper thread: its ENOSPC still reaches Python."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    out = HashingFile("/dev/full", stable_buffers=True)
+    out.write(os.urandom(4 << 20))  # accepted; the helper thread's write fails
+    with pytest.raises(OSError, match="No space left"):
+        out.digest
+    with pytest.raises(OSError, match="No space left"):
+        out.close()
+    assert out.closed
+
+
+def test_stable_writes_keep_their_order_across_small_and_large_pieces(tmp_path):
+    path = tmp_path / "f.bin"
+    pieces = [os.urandom(2 << 20), *(bytes([i]) * 100 for i in range(50)), os.urandom(SLICE + 1), b"end"]
+    with HashingFile(str(path), stable_buffers=True) as out:
+        for piece in pieces:
+            out.write(piece)
+    assert path.read_bytes() == b"".join(pieces)
+    assert out.digest == Digest(len(b"".join(pieces)), _sha(path))
