@@ -26,8 +26,6 @@ __all__ = ["STALE_AFTER_SECONDS", "LocalBackend", "atomic_write_bytes", "fsync_t
 
 log = logging.getLogger("ckptcore")
 _TMP_MARK = TMP_MARK
-#: The name, in a save's staging slot, of the link that keeps the file it replaces until freed.
-_REPLACED = ".replaced"
 #: A temporary file untouched for this long is left over from a killed writer.
 STALE_AFTER_SECONDS = 600.0
 
@@ -177,14 +175,13 @@ class LocalBackend:
         if os.path.lexists(final) and (os.path.isdir(staged) or os.path.isdir(final)):
             self._swap(staged, final, relpath)
             _drop_slot(staged)
-        elif _keep_replaced(final, staged):
-            os.replace(staged, final)  # drops one link of the old file: nothing is freed here
-            _fsync_dir(os.path.dirname(final))
-            REAPER.submit(os.path.dirname(staged))  # the old copy's blocks, freed off this thread
         else:
-            os.replace(staged, final)
+            aside = _link_aside(self.root, final, relpath)
+            os.replace(staged, final)  # with the old file linked aside, this frees nothing
             _fsync_dir(os.path.dirname(final))
             _drop_slot(staged)
+            if aside is not None:
+                REAPER.submit(aside)  # the old copy's blocks, freed off this thread
         return final
 
     def _swap(self, staged: str, final: str, relpath: str) -> None:
@@ -312,21 +309,22 @@ def _is_slot(path: str) -> bool:
     return os.path.basename(path) != "" and parent.endswith(os.sep + os.path.join(*STAGING_DIR.split("/")))
 
 
-def _keep_replaced(final: str, staged: str) -> bool:
-    """Hard-link the file at ``final`` into ``staged``'s slot, so replacing it frees nothing.
+def _link_aside(root: str, final: str, relpath: str) -> str | None:
+    """Hard-link the file at ``final`` into a new trash slot, so replacing it frees nothing.
 
     Returns:
-        Whether the link was made (not where ``final`` is no regular file, ``staged`` is not in
-        a slot, or the file system has no hard links).
+        The slot, for the reaper; None where there is no regular file at ``final`` or the file
+        system has no hard links (the replace then frees the old file itself).
     """
-    slot = os.path.dirname(staged)
-    if not _is_slot(slot) or not os.path.isfile(final) or os.path.islink(final):
-        return False
+    if not os.path.isfile(final) or os.path.islink(final):
+        return None
+    slot = new_slot(root, TRASH, relpath, durable=False)  # lost in a crash: swept when stale
     try:
-        os.link(final, os.path.join(slot, _REPLACED), follow_symlinks=False)
+        os.link(final, os.path.join(slot, os.path.basename(final)), follow_symlinks=False)
     except OSError:
-        return False
-    return True
+        shutil.rmtree(slot, ignore_errors=True)
+        return None
+    return slot
 
 
 def _drop_slot(staged: str) -> None:

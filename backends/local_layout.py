@@ -49,8 +49,16 @@ def make_layout(root: str) -> bool:
     return made
 
 
-def new_slot(root: str, marker: str | None = None, content: str = "") -> str:
-    """Make a fresh ``staging/<id>`` directory (with a fsynced marker file); return its path."""
+def new_slot(root: str, marker: str | None = None, content: str = "", durable: bool = True) -> str:
+    """Make a fresh ``staging/<id>`` directory (with a marker file); return its path.
+
+    Args:
+        root: The checkpoint root.
+        marker: The marker's name (:data:`ASIDE`, :data:`TRASH`), if any.
+        content: What the marker holds (the relative path of the checkpoint in the slot).
+        durable: fsync the marker (a trash slot that only frees space needs not: lost in a
+            crash, it is removed as a stale save).
+    """
     staging = _join(root, STAGING_DIR)
     os.makedirs(staging, exist_ok=True)
     slot = os.path.join(staging, uuid.uuid4().hex[:16])
@@ -58,8 +66,9 @@ def new_slot(root: str, marker: str | None = None, content: str = "") -> str:
     if marker is not None:
         with open(os.path.join(slot, marker), "w", encoding="utf-8") as fh:
             fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
     return slot
 
 

@@ -5,8 +5,13 @@ model size, interleaved in rounds so that the shared machine's load hits each th
 
 * **references**: a memory copy of the state's bytes into a reused buffer; a raw ``write`` +
   ``fsync`` of the bytes of the model's ``.keras`` file into a new file beside the checkpoints;
-  with an S3 endpoint, a raw s3fs upload of the same bytes to it (the same part size as the
-  fsspec backend's);
+  the SHA-256 and the zlib CRC-32 of those bytes on one core (what any hashed ``.keras`` save
+  computes); with an S3 endpoint, a raw s3fs upload of the same bytes to it (the same part
+  size as the fsspec backend's);
+* **single saves**: one synchronous save at a time, each from a settled disk (``os.sync``
+  before it, outside the timing), interleaved with the raw write: ckptcore's
+  ``ModelCheckpoint(async_save=False)`` (write, hash, fsync, rename, manifest) and Keras's
+  ``model.save`` (no fsync);
 * **back to back**: fits with 2 steps per epoch and a save at every epoch end (the writer
   cannot rest between saves), for Keras's ``ModelCheckpoint`` and ckptcore's callback, sync
   and async, with the time the writer spends on each save (``Committer.save``).
@@ -14,9 +19,11 @@ model size, interleaved in rounds so that the shared machine's load hits each th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import time
+import zlib
 from typing import Any, Callable
 
 import numpy as np
@@ -61,6 +68,41 @@ def _raw_write_fsync(data: bytes, folder: str, index: int) -> float:
     return seconds
 
 
+def _settled(folder: str) -> None:
+    """Remove what earlier measurements wrote, then let the disk finish (os.sync), untimed."""
+    for name in os.listdir(folder):
+        if name.startswith(("raw-", "keras-")):
+            os.remove(os.path.join(folder, name))
+    os.sync()
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _single_saves(model: Any, data: bytes, folder: str, repeats: int, refs: dict[str, list[float]]) -> None:
+    """``repeats`` interleaved single saves of each kind, each from a settled disk."""
+    from ckptcore.adapters.keras import ModelCheckpoint
+
+    callback = ModelCheckpoint(os.path.join(folder, "ckpt", "m-{epoch:03d}.keras"), async_save=False)
+    callback.set_model(model)
+    callback.on_train_begin()
+    start = len(refs["single_ckpt_sync_s"])
+    try:
+        for i in range(repeats):
+            _settled(folder)
+            refs["single_raw_write_fsync_s"].append(_raw_write_fsync(data, folder, i))
+            _settled(folder)
+            refs["single_ckpt_sync_s"].append(_timed(lambda: callback.on_epoch_end(start + i, {"loss": 1.0})))
+            _settled(folder)
+            refs["single_keras_save_s"].append(_timed(lambda: model.save(os.path.join(folder, f"keras-{i}.keras"))))
+    finally:
+        callback.on_train_end()
+        _settled(folder)
+
+
 def _memory_copy(source: np.ndarray, target: np.ndarray) -> float:
     start = time.perf_counter()
     np.copyto(target, source)
@@ -85,7 +127,8 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
+def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], rounds: int,
+                   repeats: int = 3) -> list[dict[str, Any]]:
     """The references and the back-to-back fits; one record for each, then the references.
 
     Args:
@@ -93,6 +136,7 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
         model: The built, trained model of the target size.
         fit: ``fit(contender)`` runs one back-to-back fit and returns its record.
         rounds: Rounds of references and fits.
+        repeats: Single saves of each kind per round.
     """
     folder = ctx.fresh("limits")
     keras_file = os.path.join(folder, "reference.keras")
@@ -102,11 +146,16 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
     state = np.frombuffer(data, dtype=np.uint8)
     target = np.empty_like(state)
     target[:] = 0  # paged in, as reused host buffers are
-    refs: dict[str, list[float]] = {"raw_write_fsync_s": [], "memory_copy_s": [], "s3_put_s": []}
+    refs: dict[str, list[float]] = {key: [] for key in (
+        "raw_write_fsync_s", "memory_copy_s", "sha256_s", "crc32_s", "s3_put_s",
+        "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s")}
     records = []
     for round_ in range(rounds):
+        _single_saves(model, data, folder, repeats, refs)
         refs["raw_write_fsync_s"].append(_raw_write_fsync(data, folder, round_))
         refs["memory_copy_s"].append(_memory_copy(state, target))
+        refs["sha256_s"].append(_timed(lambda: hashlib.sha256(data).digest()))
+        refs["crc32_s"].append(_timed(lambda: zlib.crc32(data)))
         if ctx.s3_bucket:
             refs["s3_put_s"].append(_raw_s3_put(keras_file, ctx, round_))
         names = B2B_CONTENDERS + ((B2B_S3,) if ctx.s3_bucket else ())
