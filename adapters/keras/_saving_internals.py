@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import shutil
-import time
 import weakref
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -29,6 +27,7 @@ import keras
 import numpy as np
 
 from ckptcore.adapters.keras.h5image import H5Image, defer_array
+from ckptcore.adapters.keras.zipstream import StoredZipWriter
 from ckptcore.digest import Digest
 from ckptcore.hashing import HashingFile
 
@@ -217,6 +216,32 @@ def _optimizers_hand_over_variables(model: Any) -> Iterator[None]:
             object.__delattr__(opt, "save_own_variables")
 
 
+#: Object types whose attribute skip-sets Keras's saving walk asks for on every save.
+_SKIPSET_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+_SKIPSETS: dict[str, Any] = {}
+
+
+def _seed_skipsets() -> None:
+    """Let Keras's saving walk find its attribute skip-sets in its cache.
+
+    ``saving_lib.get_attr_skipset`` builds a reference object (a ``Layer()``, an
+    ``Optimizer(1.0)``, ...) to list the attributes it skips, and caches the result in the
+    thread's global state, but under another key than the one it reads (``..._skipset_`` set,
+    ``..._skiplist_`` read), so every save rebuilds them: about 20 ms a save, on the training
+    thread for a non-blocking save. The sets are computed once per process here and put under
+    the key the walk reads.
+    """
+    from keras.src.backend.common import global_state
+
+    saving_lib = _saving_lib()
+    for obj_type in _SKIPSET_TYPES:
+        key = f"saving_attr_skiplist_{obj_type}"
+        if global_state.get_global_attribute(key) is None:
+            if obj_type not in _SKIPSETS:
+                _SKIPSETS[obj_type] = saving_lib.get_attr_skipset(obj_type)
+            global_state.set_global_attribute(key, _SKIPSETS[obj_type])
+
+
 def record(model: Any, capture: Capture, *, weights_only: bool) -> Record:
     """Walk ``model`` as Keras's saving does, capturing every array on this thread.
 
@@ -229,6 +254,8 @@ def record(model: Any, capture: Capture, *, weights_only: bool) -> Record:
         The record to hand to :func:`write_keras_archive` or :func:`write_weights_h5`.
     """
     saving_lib = _saving_lib()
+    if hasattr(saving_lib, "get_attr_skipset"):
+        _seed_skipsets()
     target = Record()
     assets = None
     try:
@@ -320,8 +347,8 @@ def write_keras_archive(target: Record, path: str) -> Digest:
     """Write ``target`` as a ``.keras`` zip archive at ``path`` (what ``model.save`` writes).
 
     The weights file is built in memory with its arrays left in their host buffers, then
-    written into the archive in one pass; the archive is a forward-only stream (the sizes of
-    each member follow its data), hashed as it is written.
+    written into the archive in one pass (:class:`StoredZipWriter`: a forward-only stream, the
+    weights member's CRC-32 after its data), hashed as it is written.
 
     Returns:
         The archive's size and SHA-256, computed while writing it.
@@ -331,15 +358,13 @@ def write_keras_archive(target: Record, path: str) -> Digest:
         raise ValueError("write_keras_archive: the record holds weights only; record the full model")
     image = weights_image(target)
     with HashingFile(path, stable_buffers=True) as out:
-        with zipfile.ZipFile(out, "w") as zf:
-            zf.writestr(saving_lib._METADATA_FILENAME, target.metadata_json)
-            zf.writestr(saving_lib._CONFIG_FILENAME, target.config_json)
-            info = zipfile.ZipInfo(saving_lib._VARS_FNAME_H5, date_time=time.localtime()[:6])
-            info.file_size = image.size  # known up front: Zip64 only when needed
-            with zf.open(info, "w") as member:
+        with StoredZipWriter(out) as archive:
+            archive.writestr(saving_lib._METADATA_FILENAME, target.metadata_json)
+            archive.writestr(saving_lib._CONFIG_FILENAME, target.config_json)
+            with archive.open(saving_lib._VARS_FNAME_H5, image.size) as member:
                 image.stream(member)
             if target.assets is not None:
-                target.assets.archive = zf  # its close() zips the asset files, then removes them
+                target.assets.archive = archive  # its close() adds the asset files, then removes them
                 target.assets.close()
                 target.assets = None
     return out.digest
