@@ -44,6 +44,7 @@ SLICE = 8 << 20
 #: Written bytes handed to the kernel's writeback at a time.
 WRITEBACK = 32 << 20
 _SYNC_FILE_RANGE_WRITE = 2
+_PAGE = 1 << 16  # a multiple of every page size in use (4 KiB, 16 KiB, 64 KiB)
 
 
 def _sync_file_range() -> Callable[[int, int, int], None] | None:
@@ -203,7 +204,9 @@ class HashingFile(io.RawIOBase):
             written = os.write(self._fd, view)
             view = view[written:]
             self._written += written
-        end = self._written
+        # Whole pages only: a page under writeback that the next write fills up would make that
+        # write wait for the disk (file offsets after a zip or HDF5 header are not page-aligned).
+        end = self._written & ~(_PAGE - 1)
         if _START_WRITEBACK is not None and end - self._written_back >= WRITEBACK:
             _START_WRITEBACK(self._fd, self._written_back, end - self._written_back)  # a hint: no errors
             self._written_back = end
