@@ -19,7 +19,7 @@ from ckptcore import safepath
 from ckptcore.backends.base import CommitInfo
 from ckptcore.backends.local_layout import ASIDE, TRASH, make_layout, new_slot, recover, remove_tree, sweep
 from ckptcore.backends.local_lock import RunClaim, root_lock, run_alive
-from ckptcore.backends.local_reaper import REAPER
+from ckptcore.backends.local_reaper import EXIT_WAIT_SECONDS, REAPER
 from ckptcore.layout import STAGING_DIR, TMP_MARK
 
 __all__ = ["STALE_AFTER_SECONDS", "LocalBackend", "atomic_write_bytes", "fsync_tree"]
@@ -267,7 +267,7 @@ class LocalBackend:
         Returns:
             One line per thing done; problems are logged as warnings, never raised.
         """
-        REAPER.drain()  # this process's own removals finish before the root is tidied
+        REAPER.drain(EXIT_WAIT_SECONDS)  # this process's own removals finish before the root is tidied
         try:
             make_layout(self.root)
             with self.lock():
@@ -296,8 +296,10 @@ class LocalBackend:
         return run_alive(self.root, run_id)
 
     def close(self) -> None:
-        """Wait for the space of replaced and deleted checkpoints to be freed."""
-        REAPER.drain()
+        """Wait (a bounded time) for the space of replaced and deleted checkpoints to be freed."""
+        if not REAPER.drain(EXIT_WAIT_SECONDS):
+            log.warning("the space of replaced or deleted checkpoints is still being freed after %gs; "
+                        "what is left is removed at the next open of %r", EXIT_WAIT_SECONDS, self.root or ".")
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"

@@ -181,7 +181,11 @@ MAC_ARM = {"sys_platform": "darwin", "platform_machine": "arm64", "platform_syst
 
 
 def test_the_keras_extra_is_keras_without_a_backend():
-    assert {r.name for r in _extra("keras")} == {"keras", "h5py"}
+    assert {r.name for r in _extra("keras")} == {"keras", "h5py", "isal"}
+    for platform in (LINUX_X86, LINUX_ARM, MAC_ARM):  # isal: ISA-L's CRC-32, where it has wheels
+        assert _installed_by("keras", platform) == {"keras", "h5py", "isal"}
+    other = {"sys_platform": "linux", "platform_machine": "ppc64le", "platform_system": "Linux"}
+    assert _installed_by("keras", other) == {"keras", "h5py"}, "elsewhere zlib's CRC-32 serves"
     assert {r.name for r in _extra("jax")} == {"jax"}
     assert {r.name for r in _extra("torch")} == {"torch"}
 

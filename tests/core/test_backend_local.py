@@ -288,3 +288,23 @@ def test_the_sweep_of_a_cwd_or_filesystem_root_looks_only_in_its_staging(tmp_pat
     LocalBackend(root).remove_stale_temporaries()
     assert stale.exists()
     assert all(DIR in str(top) for top in walked), walked
+
+
+def test_a_delete_is_gone_at_once_and_freed_by_the_reaper(tmp_path, monkeypatch):
+    from ckptcore.backends import local_reaper
+
+    backend = LocalBackend(str(tmp_path))
+    staged = backend.stage("w.npy")
+    _write_file(staged, "data")
+    backend.commit(staged, "w.npy", {})
+    handed: list[str] = []
+    monkeypatch.setattr(local_reaper.REAPER, "submit", handed.append)
+    backend.delete("w.npy")
+    assert not (tmp_path / "w.npy").exists(), "the final name goes with the delete"
+    [slot] = handed
+    assert (Path(slot) / "w.npy").read_text() == "data"
+    monkeypatch.undo()
+    local_reaper.REAPER.submit(slot)
+    local_reaper.REAPER.submit(str(tmp_path / "already-gone"))  # a missing path is no error
+    assert local_reaper.REAPER.drain(timeout=30)
+    assert _leftovers(tmp_path) == []
