@@ -129,20 +129,26 @@ def _fit_targets(records: list[dict]) -> list[dict[str, Any]]:
     ]
 
 
-def memory_ratios(records: list[dict]) -> dict[float, float]:
-    """Per size: (peak RSS with async saves - peak RSS without callback) / state size."""
-    ours, none = _sweep(records, "ckpt_async"), _sweep(records, "none")
-    return {mb: (row["peak_rss_mb"] - none[mb]["peak_rss_mb"]) / row["state_mb"]
+def memory_ratios(records: list[dict], baseline: str = "ckpt_sync") -> dict[float, float]:
+    """Per size: (peak RSS with async saves - peak RSS of ``baseline``) / state size.
+
+    Against ``ckpt_sync`` (the same library and writers, no pending save) this is what a
+    pending save costs; against ``none`` it also counts what loading ckptcore's writers
+    (h5py, threads) costs once per process.
+    """
+    ours, base = _sweep(records, "ckpt_async"), _sweep(records, baseline)
+    return {mb: (row["peak_rss_mb"] - base[mb]["peak_rss_mb"]) / row["state_mb"]
             for mb, row in sorted(ours.items())
-            if mb in none and row["peak_rss_mb"] and none[mb]["peak_rss_mb"]}
+            if mb in base and row["peak_rss_mb"] and base[mb]["peak_rss_mb"]}
 
 
 def targets(records: list[dict]) -> list[dict[str, Any]]:
     """The performance targets as measured ratios, each with its limit and whether it is met."""
-    ratios = memory_ratios(records)
+    ratios = memory_ratios(records) or memory_ratios(records, "none")
     worst = max(ratios.values()) if ratios else None
     memory = _target("extra peak memory per pending save, in snapshots of the state", worst, 1.0,
-                     "(peak RSS async - peak RSS no callback) / state size, max_pending=1, worst of every size")
+                     "(peak RSS ckptcore async - peak RSS ckptcore sync, which holds no pending save) / state "
+                     "size, max_pending=1, worst of every size; against no callback in the peak RSS table")
     return [*_save_targets(records), *_limit_targets(records), *_fit_targets(records), memory]
 
 
@@ -223,9 +229,11 @@ def _markdown(records: list[dict], meta: dict) -> str:
     out += _grid(records, names[1:], sizes, lambda r: _fmt(r and r["train_end_s"], ".2f"))
     out += ["", "### Peak RSS during `fit` (MB)", ""]
     out += _grid(records, names, sizes, lambda r: _fmt(r and r["peak_rss_mb"], ".0f"))
-    ratios = memory_ratios(records)
-    out += ["", "Extra peak RSS of ckptcore async over no callback, in snapshots of the state: " + ", ".join(
-        f"{mb:g} MB: {r:.2f}" for mb, r in ratios.items()) + "."]
+    for baseline, label in (("ckpt_sync", "ckptcore sync (a pending save's cost)"),
+                            ("none", "no callback (with the writers' libraries loaded once)")):
+        ratios = memory_ratios(records, baseline)
+        out += ["", f"Extra peak RSS of ckptcore async over {label}, in snapshots of the state: " + ", ".join(
+            f"{mb:g} MB: {r:.2f}" for mb, r in ratios.items()) + "."]
     out += ["", "### Checkpoints complete when `fit` returned", ""]
     out += _grid(records, names[1:], sizes, lambda r: f"{r['files_complete']}/{r['files_expected']}" if r else "n/a")
     out += ["", _fitcost_table(records, names, meta)]
