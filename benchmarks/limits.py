@@ -52,7 +52,9 @@ def time_writer_jobs() -> None:
     Committer.save = timed  # type: ignore[method-assign]
 
 
-def _raw_write_fsync(data: bytes, folder: str, index: int) -> float:
+def _raw_write_fsync(data: bytes, folder: str, index: Any, keep: bool = False) -> float:
+    """Seconds to write ``data`` to a new file and fsync it; the file is removed unless ``keep``
+    (kept files pile up as a fit's checkpoints do, each written to fresh blocks)."""
     path = os.path.join(folder, f"raw-{index}.bin")
     start = time.perf_counter()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -64,7 +66,8 @@ def _raw_write_fsync(data: bytes, folder: str, index: int) -> float:
     finally:
         os.close(fd)
     seconds = time.perf_counter() - start
-    os.remove(path)
+    if not keep:
+        os.remove(path)
     return seconds
 
 
@@ -86,7 +89,10 @@ def _single_saves(model: Any, data: bytes, folder: str, repeats: int, refs: dict
     """``repeats`` interleaved single saves of each kind, each from a settled disk."""
     from ckptcore.adapters.keras import ModelCheckpoint
 
-    callback = ModelCheckpoint(os.path.join(folder, "ckpt", "m-{epoch:03d}.keras"), async_save=False)
+    # keep_last=1: each save reuses the blocks of the one before it, as the raw write and
+    # Keras's save (whose files are removed between measurements) do; files that pile up would
+    # each take fresh blocks, which on a thin-provisioned disk costs more than the write.
+    callback = ModelCheckpoint(os.path.join(folder, "ckpt", "m-{epoch:03d}.keras"), async_save=False, keep_last=1)
     callback.set_model(model)
     callback.on_train_begin()
     start = len(refs["single_ckpt_sync_s"])
@@ -147,12 +153,15 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
     target = np.empty_like(state)
     target[:] = 0  # paged in, as reused host buffers are
     refs: dict[str, list[float]] = {key: [] for key in (
-        "raw_write_fsync_s", "memory_copy_s", "sha256_s", "crc32_s", "s3_put_s",
+        "raw_write_fsync_s", "raw_write_fsync_kept_s", "memory_copy_s", "sha256_s", "crc32_s", "s3_put_s",
         "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s")}
     records = []
     for round_ in range(rounds):
         _single_saves(model, data, folder, repeats, refs)
         refs["raw_write_fsync_s"].append(_raw_write_fsync(data, folder, round_))
+        for i in range(repeats):  # the same, piling up, as the back-to-back fits' checkpoints do
+            os.sync()
+            refs["raw_write_fsync_kept_s"].append(_raw_write_fsync(data, folder, f"kept-{round_}-{i}", keep=True))
         refs["memory_copy_s"].append(_memory_copy(state, target))
         refs["sha256_s"].append(_timed(lambda: hashlib.sha256(data).digest()))
         refs["crc32_s"].append(_timed(lambda: zlib.crc32(data)))
