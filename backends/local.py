@@ -177,11 +177,13 @@ class LocalBackend:
             _drop_slot(staged)
         else:
             aside = _link_aside(self.root, final, relpath)
-            os.replace(staged, final)  # with the old file linked aside, this frees nothing
+            try:
+                os.replace(staged, final)  # with the old file linked aside, this frees nothing
+            finally:
+                if aside is not None:
+                    REAPER.submit(aside)  # the old copy's blocks (or, if the rename failed, a link)
             _fsync_dir(os.path.dirname(final))
             _drop_slot(staged)
-            if aside is not None:
-                REAPER.submit(aside)  # the old copy's blocks, freed off this thread
         return final
 
     def _swap(self, staged: str, final: str, relpath: str) -> None:

@@ -244,10 +244,9 @@ class HashingFile(io.RawIOBase):
         self._writer = self._hasher = None
         try:
             for worker in workers:
-                try:
-                    worker.join()
-                finally:
-                    worker.stop()
+                worker.join()
         finally:
+            for worker in workers:  # every helper thread ends, a failed write or not
+                worker.stop()
             os.close(self._fd)
             super().close()
