@@ -191,6 +191,9 @@ class LocalBackend:
 
         The old copy is moved into a staging slot marked ``aside`` (with its relative path)
         first, so a kill between the two renames leaves it where the next open puts it back.
+        Once the new copy is in, the slot's marker becomes ``trash`` (durably, under the lock)
+        before the reaper gets it: an ``aside`` copy left to the reaper would be put back by
+        the next open if the final name were deleted (or mid-swap) when a kill came.
         """
         with self.lock():
             slot = new_slot(self.root, ASIDE, relpath)
@@ -202,6 +205,8 @@ class LocalBackend:
                 os.replace(old, final)
                 raise
             _fsync_dir(os.path.dirname(final))
+            os.replace(os.path.join(slot, ASIDE), os.path.join(slot, TRASH))
+            _fsync_dir(slot)
         REAPER.submit(slot)
 
     def put(self, src: str, relpath: str, info: CommitInfo) -> str:
@@ -317,16 +322,19 @@ def _link_aside(root: str, final: str, relpath: str) -> str | None:
     """Hard-link the file at ``final`` into a new trash slot, so replacing it frees nothing.
 
     Returns:
-        The slot, for the reaper; None where there is no regular file at ``final`` or the file
-        system has no hard links (the replace then frees the old file itself).
+        The slot, for the reaper; None where there is no regular file at ``final``, the file
+        system has no hard links or no room for the slot (the replace then frees the old file
+        itself).
     """
     if not os.path.isfile(final) or os.path.islink(final):
         return None
-    slot = new_slot(root, TRASH, relpath, durable=False)  # lost in a crash: swept when stale
-    try:
+    slot = None
+    try:  # a full disk or no hard links: the plain replace below still commits
+        slot = new_slot(root, TRASH, relpath, durable=False)  # lost in a crash: swept when stale
         os.link(final, os.path.join(slot, os.path.basename(final)), follow_symlinks=False)
     except OSError:
-        shutil.rmtree(slot, ignore_errors=True)
+        if slot is not None:
+            shutil.rmtree(slot, ignore_errors=True)
         return None
     return slot
 

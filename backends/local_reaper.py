@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import threading
 from collections import deque
@@ -32,6 +33,11 @@ class Reaper:
     """A daemon thread removing the directories handed to it, in order."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """Start empty: at construction, and in a forked child (which has no reaper thread; its
+        parent's keeps freeing what it was handed)."""
         self._todo: deque[str] = deque()
         self._cond = threading.Condition()
         self._busy = 0
@@ -81,6 +87,8 @@ class Reaper:
 
 #: The reaper every local root of this process shares.
 REAPER = Reaper()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=REAPER._reset)
 
 
 @atexit.register

@@ -41,6 +41,8 @@ __all__ = ["HashingFile"]
 OVERLAP_MIN = 1 << 20
 #: Slice of a large write: hashed on one side while written on the other.
 SLICE = 8 << 20
+#: Slices each helper thread may have waiting (bounds the memory a fast caller holds).
+DEPTH = 4
 #: Written bytes handed to the kernel's writeback at a time.
 WRITEBACK = 32 << 20
 _SYNC_FILE_RANGE_WRITE = 2
@@ -65,12 +67,14 @@ _START_WRITEBACK = _sync_file_range()
 class _Worker:
     """One helper thread applying ``apply`` to the pieces handed to it, in order.
 
-    The first exception ``apply`` raises is kept (the pieces after it are dropped) and raised
-    by :meth:`join`.
+    At most ``depth`` pieces wait at once (:meth:`start` blocks until one is done), so a caller
+    faster than the disk holds a few slices in memory, not the whole file. The first exception
+    ``apply`` raises is kept (the pieces after it are dropped) and raised by :meth:`join`.
     """
 
-    def __init__(self, apply: Callable[[Any], None], name: str) -> None:
+    def __init__(self, apply: Callable[[Any], None], name: str, depth: int = DEPTH) -> None:
         self._apply = apply
+        self._slots = threading.BoundedSemaphore(depth)
         self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._queued = 0
@@ -81,18 +85,20 @@ class _Worker:
     def _run(self) -> None:
         failed = False
         while (piece := self._todo.get()) is not None:
-            if failed:
-                self._done.put(None)
-                continue
-            try:
-                self._apply(piece)
-            except BaseException as exc:  # noqa: BLE001 - handed back to the writing thread
-                failed = True
-                self._done.put(exc)
-            else:
-                self._done.put(None)
+            outcome: BaseException | None = None
+            if not failed:
+                try:
+                    self._apply(piece)
+                except BaseException as exc:  # noqa: BLE001 - handed back to the writing thread
+                    failed = True
+                    outcome = exc
+            del piece
+            self._slots.release()
+            self._done.put(outcome)
 
     def start(self, piece: Any) -> None:
+        """Queue ``piece``, once fewer than ``depth`` pieces are waiting."""
+        self._slots.acquire()
         self._todo.put(piece)
         self._queued += 1
 
@@ -122,6 +128,27 @@ class _Worker:
         self._thread.join()
 
 
+class _Sink:
+    """Writes whole buffers to a file descriptor, starting the kernel's writeback as it goes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.written = 0  # bytes on the file descriptor
+        self.written_back = 0
+
+    def write_all(self, view: memoryview) -> None:
+        while view.nbytes:
+            written = os.write(self.fd, view)
+            view = view[written:]
+            self.written += written
+        # Whole pages only: a page under writeback that the next write fills up would make that
+        # write wait for the disk (file offsets after a zip or HDF5 header are not page-aligned).
+        end = self.written & ~(_PAGE - 1)
+        if _START_WRITEBACK is not None and end - self.written_back >= WRITEBACK:
+            _START_WRITEBACK(self.fd, self.written_back, end - self.written_back)  # a hint: no errors
+            self.written_back = end
+
+
 class HashingFile(io.RawIOBase):
     """A new file at ``path``, written forward only, hashed while written.
 
@@ -149,8 +176,8 @@ class HashingFile(io.RawIOBase):
         self._fd = os.open(path, flags, 0o644)  # never through a symbolic link
         self._sha = hashlib.sha256()
         self._size = 0  # bytes accepted
-        self._written = 0  # bytes on the file descriptor
-        self._written_back = 0
+        self._sink = _Sink(self._fd)  # what the writer thread holds: not this object, so an
+        # unclosed file is still collected (and closed) like any other
         self._hasher: _Worker | None = None
         self._writer: _Worker | None = None
 
@@ -175,7 +202,7 @@ class HashingFile(io.RawIOBase):
         if size >= OVERLAP_MIN and self._hasher is None:
             self._hasher = _Worker(self._sha.update, "ckptcore-hash")
             if self._stable:
-                self._writer = _Worker(self._write_all, "ckptcore-write")
+                self._writer = _Worker(self._sink.write_all, "ckptcore-write")
         if self._hasher is None:  # small writes before any large one: on this thread
             self._sha.update(view)
             self._write_all(view)
@@ -200,16 +227,7 @@ class HashingFile(io.RawIOBase):
         return size
 
     def _write_all(self, view: memoryview) -> None:
-        while view.nbytes:
-            written = os.write(self._fd, view)
-            view = view[written:]
-            self._written += written
-        # Whole pages only: a page under writeback that the next write fills up would make that
-        # write wait for the disk (file offsets after a zip or HDF5 header are not page-aligned).
-        end = self._written & ~(_PAGE - 1)
-        if _START_WRITEBACK is not None and end - self._written_back >= WRITEBACK:
-            _START_WRITEBACK(self._fd, self._written_back, end - self._written_back)  # a hint: no errors
-            self._written_back = end
+        self._sink.write_all(view)
 
     def _finish(self) -> None:
         """Wait for every write and hash handed to the helper threads."""

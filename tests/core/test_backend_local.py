@@ -308,3 +308,65 @@ def test_a_delete_is_gone_at_once_and_freed_by_the_reaper(tmp_path, monkeypatch)
     local_reaper.REAPER.submit(str(tmp_path / "already-gone"))  # a missing path is no error
     assert local_reaper.REAPER.drain(timeout=30)
     assert _leftovers(tmp_path) == []
+
+
+def test_a_swapped_out_directory_left_to_the_reaper_never_comes_back(tmp_path, monkeypatch):
+    """A kill before the reaper freed the old copy of a replaced directory: the next open must
+    not put it back, even where the final name was deleted since."""
+    from ckptcore.backends import local_reaper
+
+    handed: list[str] = []
+    monkeypatch.setattr(local_reaper.REAPER, "submit", handed.append)  # the reaper never runs
+    backend = LocalBackend(str(tmp_path))
+    for version in ("v1", "v2"):
+        staged = backend.stage("model")
+        _write_dir(staged, {"saved_model.pb": version})
+        backend.commit(staged, "model", {})
+    backend.delete("model")
+    monkeypatch.undo()
+    done = LocalBackend(str(tmp_path)).prepare()  # the next process opens the root
+    assert not (tmp_path / "model").exists(), f"a deleted checkpoint came back: {done}"
+    assert not any(os.path.exists(slot) for slot in handed)
+    assert _leftovers(tmp_path) == []
+
+
+def test_no_room_for_the_trash_slot_still_commits(tmp_path, monkeypatch):
+    import errno
+
+    from ckptcore.backends import local
+
+    backend = LocalBackend(str(tmp_path))
+    for text in ("one", "two"):
+        staged = backend.stage("w.npy")
+        _write_file(staged, text)
+        if text == "two":
+            def full(*args, **kwargs):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(local, "new_slot", full)
+        backend.commit(staged, "w.npy", {})
+    assert (tmp_path / "w.npy").read_text() == "two"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_an_idle_reaper(tmp_path, monkeypatch):
+    import time
+
+    from ckptcore.backends import local_reaper
+
+    real_rmtree = local_reaper.shutil.rmtree
+    monkeypatch.setattr(local_reaper.shutil, "rmtree", lambda path: (time.sleep(1.5), real_rmtree(path)))
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    local_reaper.REAPER.submit(str(slot))  # busy for 1.5 s
+    pid = os.fork()
+    if pid == 0:  # the child has no reaper thread: it must not wait for the parent's work
+        os._exit(0 if local_reaper.REAPER.drain(timeout=0.5) else 1)
+    deadline = time.monotonic() + 20
+    while (waited := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if waited == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung in the reaper")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0, "the child waited for its parent's reaper"
+    assert local_reaper.REAPER.drain(timeout=30) and not slot.exists()

@@ -99,3 +99,42 @@ def test_stable_writes_keep_their_order_across_small_and_large_pieces(tmp_path):
             out.write(piece)
     assert path.read_bytes() == b"".join(pieces)
     assert out.digest == Digest(len(b"".join(pieces)), _sha(path))
+
+
+def test_a_caller_faster_than_the_disk_holds_a_few_slices_not_the_file(tmp_path, monkeypatch):
+    """Stable writes are queued to helper threads; a slow disk must hold the caller back."""
+    import time
+    import tracemalloc
+
+    from ckptcore import hashing
+
+    real_write = os.write
+
+    def slow_write(fd, data):
+        time.sleep(0.002)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(hashing.os, "write", slow_write)
+    tracemalloc.start()
+    try:
+        with HashingFile(str(tmp_path / "f.bin"), stable_buffers=True) as out:
+            for _ in range(40):  # 320 MiB of fresh pieces, each dropped by the caller at once
+                out.write(bytearray(SLICE))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.digest.size == 40 * SLICE
+    assert peak < 12 * SLICE, f"{peak / SLICE:.1f} slices in memory at once"
+
+
+def test_an_unclosed_file_is_still_collected_and_its_threads_end(tmp_path):
+    import gc
+    import threading
+
+    out = HashingFile(str(tmp_path / "f.bin"), stable_buffers=True)
+    out.write(os.urandom(2 << 20))
+    del out
+    gc.collect()
+    names = [t.name for t in threading.enumerate()]
+    assert "ckptcore-write" not in names and "ckptcore-hash" not in names
+    assert (tmp_path / "f.bin").stat().st_size == 2 << 20
