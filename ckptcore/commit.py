@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ckptcore.audit import holds
 from ckptcore.digest import written_digest
-from ckptcore.errors import CheckpointSaveError, ManifestError, StorageError
+from ckptcore.errors import CheckpointSaveError, StorageError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, PendingRecord, merge_manifests
 from ckptcore.modes import Direction
 from ckptcore.pending import delete_record, write_record
@@ -38,7 +38,7 @@ from ckptcore.store import (
     claim_run, forget_lost, live_runs, load_manifest, merge_write, register_run, unregister_run,
 )
 
-__all__ = ["Committer", "live_runs", "load_manifest", "validate_manifest"]
+__all__ = ["Committer", "live_runs", "load_manifest"]
 
 log = logging.getLogger("ckptcore")
 
@@ -393,9 +393,3 @@ class Committer:
         for backend in self.backends:
             backend.close()
 
-
-def validate_manifest(manifest: Manifest | None, source: str) -> Manifest:
-    """Return ``manifest`` or raise a clear error when there is none."""
-    if manifest is None:
-        raise ManifestError(f"{source}: no manifest found; nothing to resume from")
-    return manifest

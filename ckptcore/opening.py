@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ckptcore.commit import live_runs, load_manifest, validate_manifest
+from ckptcore.commit import live_runs, load_manifest
+from ckptcore.store import validate_manifest
 from ckptcore.store import root_of_manifest, settle_root
 from ckptcore.config import CheckpointConfig
 from ckptcore.errors import ConfigError, ForeignManifestError, ManifestError

@@ -23,7 +23,7 @@ from ckptcore.retry import RetryPolicy
 __all__ = [
     "claim_run", "delete_checkpoints", "forget_lost", "live_runs", "load_manifest", "load_settled",
     "locked", "merge_write", "migrate_legacy", "read_for_merge", "register_run",
-    "root_of_manifest", "settle_root", "unregister_run",
+    "root_of_manifest", "settle_root", "unregister_run", "validate_manifest",
 ]
 
 log = logging.getLogger("ckptcore")
@@ -109,6 +109,13 @@ def load_manifest(backend: Any, retry: RetryPolicy | None = None) -> Manifest | 
             return None  # another tool's manifest.json in the root: not ours, left alone
         return Manifest.from_json(data, source=location)
     return None
+
+
+def validate_manifest(manifest: Manifest | None, source: str) -> Manifest:
+    """Return ``manifest`` or raise a clear error when there is none."""
+    if manifest is None:
+        raise ManifestError(f"{source}: no manifest found; nothing to resume from")
+    return manifest
 
 
 def _ours(data: bytes) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import keras
 
-from ckptcore.commit import validate_manifest
+from ckptcore.store import validate_manifest
 from ckptcore.digest import digest
 from ckptcore.errors import ConfigError, ManifestError, UnsafePathError
 from ckptcore.manifest import MANIFEST_NAME, ManifestEntry

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ckptcore.commit import validate_manifest
+from ckptcore.store import validate_manifest
 from ckptcore.store import load_settled
 from ckptcore.digest import digest
 from ckptcore.errors import ConfigError, ManifestError

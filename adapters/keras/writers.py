@@ -53,22 +53,31 @@ def _recorded(model: Any, weights_only: bool) -> Any | None:
         return None
 
 
+def _write_recorded(model: Any, path: str, weights_only: bool) -> Digest | None:
+    """Record ``model`` and write it at ``path`` in one pass, or let Keras save it."""
+    from ckptcore.adapters.keras import _saving_internals as internals
+
+    target = _recorded(model, weights_only=weights_only)
+    if target is None:
+        if weights_only:
+            model.save_weights(path, overwrite=True)
+        else:
+            model.save(path, overwrite=True)
+        return None
+    try:
+        write = internals.write_weights_h5 if weights_only else internals.write_keras_archive
+        return write(target, path)
+    finally:
+        target.discard()
+
+
 def write_keras_model(model: Any, path: str) -> Digest | None:
     """Write ``model`` as a ``.keras`` archive at ``path``, as ``model.save(path)`` does.
 
     Returns:
         The archive's digest, or None when Keras wrote it (then it has to be read back).
     """
-    from ckptcore.adapters.keras import _saving_internals as internals
-
-    target = _recorded(model, weights_only=False)
-    if target is None:
-        model.save(path, overwrite=True)
-        return None
-    try:
-        return internals.write_keras_archive(target, path)
-    finally:
-        target.discard()
+    return _write_recorded(model, path, weights_only=False)
 
 
 def write_weights(model: Any, path: str) -> Digest | None:
@@ -77,19 +86,10 @@ def write_weights(model: Any, path: str) -> Digest | None:
     Raises:
         ValueError: The model is not built (Keras's own condition for saving weights).
     """
-    from ckptcore.adapters.keras import _saving_internals as internals
-
     if not model.built:
         raise ValueError("You are saving a model that has not yet been built; build it "
                          "(call it on data or call build()) before saving weights")
-    target = _recorded(model, weights_only=True)
-    if target is None:
-        model.save_weights(path, overwrite=True)
-        return None
-    try:
-        return internals.write_weights_h5(target, path)
-    finally:
-        target.discard()
+    return _write_recorded(model, path, weights_only=True)
 
 
 def legacy_h5_image(model: Any) -> H5Image:

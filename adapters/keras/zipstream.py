@@ -14,6 +14,7 @@ a stream that cannot seek.
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 import zlib
@@ -139,8 +140,6 @@ class StoredZipWriter:
 
     def write(self, filename: str, arcname: str | None = None) -> None:
         """Add the file at ``filename`` as ``arcname`` (what Keras's asset store calls)."""
-        import os
-
         with open(filename, "rb") as fh:
             data = fh.read()
         name = (arcname or os.path.basename(filename)).replace(os.sep, "/").lstrip("/")
