@@ -14,7 +14,7 @@ class CommitInfo(dict):
     """What the engine knows about a checkpoint at commit time.
 
     Keys: ``epoch``, ``batch``, ``global_step``, ``metrics``, ``monitor``, ``monitor_value``,
-    ``is_best``, ``sha256``, ``size``. A plain dict, so third-party backends need nothing from us.
+    ``is_best``, ``digest`` (``"blake3:<hex>"``, see :mod:`ckptcore.digest`), ``size``. A plain dict, so third-party backends need nothing from us.
     """
 
 

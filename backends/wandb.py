@@ -38,7 +38,7 @@ __all__ = ["WandbBackend"]
 
 log = logging.getLogger("ckptcore")
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_INFO_KEYS = ("epoch", "batch", "global_step", "monitor", "monitor_value", "is_best", "sha256", "size")
+_INFO_KEYS = ("epoch", "batch", "global_step", "monitor", "monitor_value", "is_best", "digest", "size")
 
 
 def _wandb() -> Any:
@@ -124,7 +124,7 @@ class WandbBackend(BaseBackend):
     can_delete: ClassVar[bool] = False
     keeps_manifest: ClassVar[bool] = False
 
-    # (run id, artifact name) -> relpath -> sha256 of the last version logged for it. Shared by
+    # (run id, artifact name) -> relpath -> digest of the last version logged for it. Shared by
     # the backends of one run, so a new engine on the same run (a second ``fit``) does not
     # upload an unchanged file again.
     _last_logged: ClassVar[dict[tuple[str, str], dict[str, str]]] = {}
@@ -160,23 +160,23 @@ class WandbBackend(BaseBackend):
         A file is stored under ``relpath``; a directory's contents at the artifact's root (W&B's
         layout), with ``relpath`` in the metadata (``path``).
 
-        A file whose SHA-256 equals the last version logged for ``relpath`` is not logged again.
+        A file whose digest equals the last version logged for ``relpath`` is not logged again.
         """
         if not os.path.exists(src):
             raise FileNotFoundError(f"wandb: nothing to log at {src!r} for {relpath!r}")
-        sha = info.get("sha256")
-        if not sha:
+        value = info.get("digest")
+        if not value:
             from ckptcore.digest import digest
 
-            sha = digest(src)[1]
+            value = digest(src)[1]
         with self._lock:
             seen = self._last_logged.setdefault((self.run.id, self.artifact_name), {})
-            if seen.get(relpath) == sha:
+            if seen.get(relpath) == value:
                 log.info("wandb: %r is unchanged since its last version; not logged again", relpath)
                 return self.locate(relpath)
         held = self._hold(src)
         try:
-            artifact = self._artifact(held or src, held is not None, relpath, {**info, "sha256": sha})
+            artifact = self._artifact(held or src, held is not None, relpath, {**info, "digest": value})
             aliases = self._alias_list(info)
             self.run.log_artifact(artifact, aliases=aliases)
         except BaseException:
@@ -184,7 +184,7 @@ class WandbBackend(BaseBackend):
                 shutil.rmtree(os.path.dirname(held), ignore_errors=True)
             raise
         with self._lock:
-            seen[relpath] = sha
+            seen[relpath] = value
             self._aliases[relpath] = aliases
         return self.locate(relpath)
 

@@ -3,8 +3,8 @@
 Four kinds of failure, each counted on its own:
 
 * ``unaccounted``: a file or directory under a final (visible) name that the manifest does not
-  account for: no entry for that path with its real size and sha256, and no pending record for
-  that path holding its sha256;
+  account for: no entry for that path with its real size and digest, and no pending record for
+  that path holding its digest;
 * ``lie``: the manifest lists a checkpoint that is not there, or whose bytes differ;
 * ``corrupt``: a file under a final name does not load (a torn write);
 * ``lost_best``: a best checkpoint is on disk but the manifest names no best, another path, or
@@ -55,29 +55,45 @@ def _final_names(root: str) -> list[str]:
                   if not n.startswith(".") and n != own and not n.startswith(own + ".unreadable-"))
 
 
-def _pending_shas(manifest: Any) -> dict[str, set[str]]:
-    """path -> sha256s a pending record vouches for (the new one; the replaced one as well)."""
+def _recorded(record: Any) -> Any:
+    """The digest an entry or record names: ``digest`` ("algorithm:hex"), or an older
+    ckptcore's ``sha256`` (bare hex)."""
+    get = record.get if isinstance(record, dict) else lambda k, r=record: getattr(r, k, None)
+    return get("digest") or get("sha256")
+
+
+def _same(path: str, size: int | None, recorded: Any) -> bool:
+    """Whether the checkpoint at ``path`` has ``size`` (unless None) and the ``recorded`` digest."""
+    from ckptcore.digest import digest
+
+    if not recorded:
+        return False
+    # An older ckptcore records bare SHA-256 hex, and its digest() returns the same.
+    found = digest(path, recorded.split(":", 1)[0]) if ":" in recorded else digest(path)
+    return found[1] == recorded and size in (None, found[0])
+
+
+def _pending_digests(manifest: Any) -> dict[str, set[str]]:
+    """path -> digests a pending record vouches for (the new one; the replaced one as well)."""
     found: dict[str, set[str]] = {}
     for record in getattr(manifest, "pending", None) or ():
         get = record.get if isinstance(record, dict) else lambda k, r=record: getattr(r, k, None)
-        shas = {get("sha256"), get("replaces"), get("replaces_sha256"), get("old_sha256")} - {None}
-        found.setdefault(get("path"), set()).update(shas)
+        digests = {_recorded(record), get("replaces"), get("replaces_sha256"), get("old_sha256")} - {None}
+        found.setdefault(get("path"), set()).update(digests)
     return found
 
 
 def _own_unaccounted(root: str) -> list[str]:
-    from ckptcore.digest import digest
-
     manifest = manifest_of(root)
     entries = {e.path: e for e in manifest.entries} if manifest is not None else {}
-    pending = _pending_shas(manifest) if manifest is not None else {}
+    pending = _pending_digests(manifest) if manifest is not None else {}
     problems = []
     for name in _final_names(root):
-        size, sha = digest(os.path.join(root, name))
+        path = os.path.join(root, name)
         entry = entries.get(name)
-        if entry is not None and (entry.size, entry.sha256) == (size, sha):
+        if entry is not None and _same(path, entry.size, _recorded(entry)):
             continue
-        if sha in pending.get(name, ()):
+        if any(_same(path, None, d) for d in pending.get(name, ())):
             continue
         why = "not in the manifest" if entry is None else "its bytes are not the ones the manifest lists"
         problems.append(f"{name}: under a final name, {why}")
@@ -96,15 +112,13 @@ def unaccounted(root: str) -> list[str]:
 
 
 def _lies(root: str, manifest: Any) -> list[str]:
-    from ckptcore.digest import digest
-
     problems = []
     for entry in manifest.entries:
         full = os.path.join(root, *entry.path.split("/"))
         if not os.path.exists(full):
             problems.append(f"{entry.path}: listed in the manifest but missing")
-        elif entry.sha256 is None or digest(full) != (entry.size, entry.sha256):
-            problems.append(f"{entry.path}: listed with a size/sha256 the file does not have")
+        elif not _same(full, entry.size, _recorded(entry)):
+            problems.append(f"{entry.path}: listed with a size/digest the file does not have")
     return problems
 
 

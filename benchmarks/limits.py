@@ -5,8 +5,8 @@ model size, interleaved in rounds so that the shared machine's load hits each th
 
 * **references**: a memory copy of the state's bytes into a reused buffer; a raw ``write`` +
   ``fsync`` of the bytes of the model's ``.keras`` file into a new file beside the checkpoints;
-  the SHA-256 and the zlib CRC-32 of those bytes on one core (what any hashed ``.keras`` save
-  computes); with an S3 endpoint, a raw s3fs upload of the same bytes to it (the same part
+  the BLAKE3 (the digest ckptcore records), the SHA-256 (the digest of older manifests) and
+  the zlib CRC-32 (every zip member has one) of those bytes on one core; with an S3 endpoint, a raw s3fs upload of the same bytes to it (the same part
   size as the fsspec backend's);
 * **single saves**: one synchronous save at a time, each from a settled disk (``os.sync``
   before it, outside the timing), interleaved with the raw write: ckptcore's
@@ -26,6 +26,7 @@ import time
 import zlib
 from typing import Any, Callable
 
+import blake3
 import numpy as np
 
 __all__ = ["B2B_CONTENDERS", "measure_limits", "time_writer_jobs"]
@@ -153,7 +154,7 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
     target = np.empty_like(state)
     target[:] = 0  # paged in, as reused host buffers are
     refs: dict[str, list[float]] = {key: [] for key in (
-        "raw_write_fsync_s", "raw_write_fsync_kept_s", "memory_copy_s", "sha256_s", "crc32_s", "s3_put_s",
+        "raw_write_fsync_s", "raw_write_fsync_kept_s", "memory_copy_s", "blake3_s", "sha256_s", "crc32_s", "s3_put_s",
         "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s")}
     records = []
     for round_ in range(rounds):
@@ -163,6 +164,7 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
             os.sync()
             refs["raw_write_fsync_kept_s"].append(_raw_write_fsync(data, folder, f"kept-{round_}-{i}", keep=True))
         refs["memory_copy_s"].append(_memory_copy(state, target))
+        refs["blake3_s"].append(_timed(lambda: blake3.blake3(data).digest()))
         refs["sha256_s"].append(_timed(lambda: hashlib.sha256(data).digest()))
         refs["crc32_s"].append(_timed(lambda: zlib.crc32(data)))
         if ctx.s3_bucket:

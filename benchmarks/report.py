@@ -159,14 +159,15 @@ def _references_table(records: list[dict]) -> list[str]:
     if not ref:
         return []
     mb = ref["file_mb"]
-    copy, put, sha, crc = (ref.get(k) for k in ("memory_copy_median_s", "s3_put_median_s", "sha256_median_s",
-                                                "crc32_median_s"))
+    copy, put, b3, sha, crc = (ref.get(k) for k in ("memory_copy_median_s", "s3_put_median_s", "blake3_median_s",
+                                                    "sha256_median_s", "crc32_median_s"))
     raw = _raw(ref)
     kept = ref.get("raw_write_fsync_kept_median_s") or raw
     rows = [("memory copy into a reused buffer", copy, None),
             ("raw write + fsync, file removed after (its blocks reused)", raw, None),
             ("raw write + fsync, files kept (fresh blocks each time, as in the fits)", kept, None),
-            ("SHA-256 of the bytes, one core (hashlib)", sha, None),
+            ("BLAKE3 of the bytes, one core (the digest ckptcore records)", b3, None),
+            ("SHA-256 of the bytes, one core (hashlib; older manifests' digest)", sha, None),
             ("CRC-32 of the bytes, one core (zlib; every zip member has one)", crc, None),
             ("raw S3 upload (s3fs put_file, loopback moto)", put, None),
             ("single save: keras model.save (no fsync)", ref.get("single_keras_save_median_s"), raw),
@@ -191,7 +192,7 @@ def _references_table(records: list[dict]) -> list[str]:
             "kept files, the time blocked against the memory copy, an S3 upload against the raw S3 "
             "upload. Single saves run one at a time from a settled disk; the back-to-back rows are "
             "saves inside fits with 2 steps per epoch, every checkpoint kept. "
-            "A hashed save cannot beat the slower of raw write + fsync and SHA-256 of its bytes."]
+            "A hashed save cannot beat the slower of raw write + fsync and the digest of its bytes."]
 
 
 def _fmt(value: float | None, spec: str) -> str:

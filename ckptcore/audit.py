@@ -1,25 +1,24 @@
 """Checking a root against its manifest: what is really stored, and what is not accounted for.
 
 "Accounted for" (see :mod:`ckptcore.pending`): a file or directory under a final name is
-listed by a manifest entry for that path with its real sha256, or by a pending record for that
-path holding its sha256.
+listed by a manifest entry for that path with its real digest, or by a pending record for that
+path holding its digest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
-from ckptcore.digest import digest, stream_digest, tree_digest
+from ckptcore.digest import DEFAULT, algorithm_of, bytes_digest, digest, stream_digest, tree_digest
 from ckptcore.manifest import Manifest
 from ckptcore.pending import accounted
 
-__all__ = ["checkpoint_paths", "holds", "stored_digest", "stored_sha", "unaccounted"]
+__all__ = ["checkpoint_paths", "digest_under", "holds", "stored_digest", "unaccounted"]
 
 
-def stored_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
-    """``(size, sha256)`` of the checkpoint (file or directory) under ``relpath``; None when
+def stored_digest(backend: Any, relpath: str, algorithm: str = DEFAULT) -> tuple[int, str] | None:
+    """``(size, digest)`` of the checkpoint (file or directory) under ``relpath``; None when
     nothing is there. Local files are hashed in place; others are streamed through the
     backend's fsspec file system, or read with ``read_bytes``.
 
@@ -30,35 +29,39 @@ def stored_digest(backend: Any, relpath: str) -> tuple[int, str] | None:
     url = backend.locate(relpath)
     if fs is None:
         if "://" not in url:
-            return digest(url) if os.path.lexists(url) else None
+            return digest(url, algorithm) if os.path.lexists(url) else None
         if not backend.exists(relpath):
             return None
         data = backend.read_bytes(relpath)
-        return len(data), hashlib.sha256(data).hexdigest()
+        return len(data), bytes_digest(data, algorithm)
     fs.invalidate_cache(url)
     if not fs.exists(url):
         return None
     if not fs.isdir(url):
-        return stream_digest(lambda: fs.open(url, "rb"))
+        return stream_digest(lambda: fs.open(url, "rb"), algorithm)
     base = fs._strip_protocol(url).rstrip("/")
     pairs = []
     for found in fs.find(url):
         path = fs._strip_protocol(found)
         pairs.append((path[len(base):].lstrip("/"), lambda p=path: fs.open(p, "rb")))
-    return tree_digest(pairs)
+    return tree_digest(pairs, algorithm)
 
 
-def stored_sha(backend: Any, relpath: str) -> str | None:
-    """The sha256 under ``relpath`` (see :func:`stored_digest`); None when nothing is there."""
-    found = stored_digest(backend, relpath)
+def digest_under(backend: Any, relpath: str, algorithm: str = DEFAULT) -> str | None:
+    """The digest in ``algorithm`` of what is under ``relpath`` (see :func:`stored_digest`);
+    None when nothing is there. A :data:`ckptcore.pending.Found`."""
+    found = stored_digest(backend, relpath, algorithm)
     return None if found is None else found[1]
 
 
-def holds(backend: Any, relpath: str, sha256: str | None) -> bool | None:
-    """Whether ``backend`` holds ``sha256`` under ``relpath`` (after a call that reported a
-    failure, say); None when that cannot be told now."""
+def holds(backend: Any, relpath: str, expected: str | None) -> bool | None:
+    """Whether ``backend`` holds the bytes of digest ``expected`` under ``relpath`` (after a
+    call that reported a failure, say), or nothing there for None; None when that cannot be
+    told now."""
     try:
-        return stored_sha(backend, relpath) == sha256
+        if expected is None:
+            return stored_digest(backend, relpath) is None
+        return digest_under(backend, relpath, algorithm_of(expected)) == expected
     except Exception:  # noqa: BLE001 - unreachable still: unknown
         return None
 
@@ -103,7 +106,7 @@ def unaccounted(target: Any) -> list[str]:
 
     Returns:
         Relative paths, sorted: files or directories under final names that no entry lists
-        with their real sha256 and no pending record holds.
+        with their real digest and no pending record holds.
     """
     from ckptcore.commit import load_manifest
 
@@ -115,4 +118,5 @@ def unaccounted(target: Any) -> list[str]:
         backend = target
     manifest = load_manifest(backend) or Manifest()
     root = backend.root
-    return sorted(p for p in checkpoint_paths(root, manifest) if not accounted(manifest, p, stored_sha(backend, p)))
+    return sorted(p for p in checkpoint_paths(root, manifest)
+                  if not accounted(manifest, p, lambda algorithm, p=p: digest_under(backend, p, algorithm)))

@@ -6,13 +6,13 @@ optional packages (fsspec, s3fs) are imported only for a URL that needs them::
 
     ckptcore ls runs/a            # a table of every checkpoint
     ckptcore ls runs/a --json     # the same, as JSON (every command takes --json)
-    ckptcore best runs/a          # the best checkpoint's path or URL, checked against its sha256
+    ckptcore best runs/a          # the best checkpoint's path or URL, checked against its digest
     ckptcore latest runs/a        # the most recent one's
-    ckptcore verify runs/a        # sha256 of every file against the manifest
+    ckptcore verify runs/a        # the digest of every file against the manifest
     ckptcore prune runs/a --keep-last 3 --keep-best 2 --dry-run
     ckptcore plot runs/a -o runs-a.png   # the monitored metric over the checkpoints
 
-Exit status: 0 on success, 1 when ``verify`` finds a bad, missing or unverified (no sha256)
+Exit status: 0 on success, 1 when ``verify`` finds a bad, missing or unverified (no digest)
 file (or ``best``/``latest`` finds none, or finds it bad, missing or unverified), 2 for a missing root or
 bucket, a root without a manifest or a bad argument.
 """
@@ -30,6 +30,7 @@ import typer
 from rich.console import Console
 
 from ckptcore.audit import stored_digest
+from ckptcore.digest import DEFAULT, algorithm_of
 from ckptcore.table import checkpoint_table, entry_row, human_age, human_size, printable
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
@@ -56,7 +57,7 @@ app = typer.Typer(
 RootArg = Annotated[str, typer.Argument(help="Checkpoint root: a directory or URL holding manifest.json.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 NoVerifyOpt = Annotated[
-    bool, typer.Option("--no-verify", help="Do not check the file against the manifest's sha256.")
+    bool, typer.Option("--no-verify", help="Do not check the file against the manifest's digest.")
 ]
 OptionsOpt = Annotated[
     Optional[str],
@@ -173,25 +174,46 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
     A local checkpoint is read without following any symbolic link below the root: a link
     there (or inside a directory checkpoint) is ``BAD``, never vouched for.
     """
-    try:
+    def hashed(algorithm: str) -> tuple[int, str] | None:
         if root.is_local:
-            found = digest_below(root.backend.root, entry.path)
-        else:
-            found = stored_digest(root.backend, entry.path)  # streamed through fsspec
+            return digest_below(root.backend.root, entry.path, algorithm)
+        return stored_digest(root.backend, entry.path, algorithm)  # streamed through fsspec
+
+    algorithm = DEFAULT if entry.digest is None else algorithm_of(entry.digest)
+    try:
+        found = hashed(algorithm)
     except OSError as exc:
         return "BAD", f"cannot be read: {_one_line(exc)}"
     if found is None:
         return "MISSING", "listed in the manifest but not found"
-    size, sha = found
-    if entry.sha256 is None:
+    size, value = found
+    if entry.digest is None:
         if size != entry.size:  # no digest to compare, but the size alone says these are other bytes
-            return "BAD", f"{size} bytes != manifest {entry.size} bytes (the manifest records no sha256)"
-        return "UNVERIFIED", "the manifest records no sha256, so nothing vouches for these bytes"
-    if sha != entry.sha256 and accounted(root.manifest, entry.path, sha):
-        return "ok", f"{human_size(size)} (a save in progress: its pending record holds this sha256)"
-    if sha != entry.sha256:
-        return "BAD", f"sha256 {sha[:12]}… != manifest {entry.sha256[:12]}… ({size} vs {entry.size} bytes)"
+            return "BAD", f"{size} bytes != manifest {entry.size} bytes (the manifest records no digest)"
+        return "UNVERIFIED", "the manifest records no digest, so nothing vouches for these bytes"
+    if value != entry.digest:
+        seen = {algorithm: value}
+
+        def digest_of(other: str) -> str | None:
+            if other not in seen:
+                again = hashed(other)
+                seen[other] = None if again is None else again[1]
+            return seen[other]
+
+        try:
+            in_progress = accounted(root.manifest, entry.path, digest_of)
+        except OSError as exc:
+            return "BAD", f"cannot be read: {_one_line(exc)}"
+        if in_progress:
+            return "ok", f"{human_size(size)} (a save in progress: its pending record holds this digest)"
+        return "BAD", (f"{algorithm} {_short(value)} != manifest {_short(entry.digest)} "
+                       f"({size} vs {entry.size} bytes)")
     return "ok", human_size(size)
+
+
+def _short(value: str) -> str:
+    """The first 12 hex digits of a digest, for a one-line message."""
+    return value.split(":", 1)[-1][:12] + "…"
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -258,8 +280,8 @@ def _show(root: str, which: str, as_json: bool, verify: bool, storage_options: s
 
 @app.command("verify")
 def verify_command(root: RootArg, as_json: JsonOpt = False, storage_options: OptionsOpt = None) -> None:
-    """Check every checkpoint against the manifest's sha256; exit 1 if any is bad, missing or
-    has no sha256 to check against (unverified)."""
+    """Check every checkpoint against the manifest's digest; exit 1 if any is bad, missing or
+    has no digest to check against (unverified)."""
     opened = open_root(root, _parse_options(storage_options))
     counts: dict[str, int] = {}
     checked = []

@@ -4,7 +4,7 @@ The order is what keeps the manifest true at every instant (see :mod:`ckptcore.p
 
 1. the checkpoint is written into the primary backend's staging and hashed;
 2. one manifest write per backend, under the root's lock: the new checkpoint as a pending
-   record (its sha256, and the sha256 it replaces), the checkpoints retention prunes moved
+   record (its digest, and the digest it replaces), the checkpoints retention prunes moved
    from the entries to delete records;
 3. the primary commits (a rename on local disk, an upload elsewhere), then the secondary
    backends copy it; a call that failed is checked against what is really stored (an upload
@@ -172,14 +172,14 @@ class Committer:
 
     @staticmethod
     def _written(staged: str, result: Any, entry: ManifestEntry) -> None:
-        """Check what the write function left and record its size and sha256 in ``entry``."""
+        """Check what the write function left and record its size and digest in ``entry``."""
         if not os.path.lexists(staged):
             # A bug of the write function, not a storage fault: never just a warning.
             raise ValueError(
                 f"the write function wrote nothing to {staged!r}; it must write to exactly "
                 "the path it is given (np.save, for one, appends '.npy' to other names)"
             )
-        entry.size, entry.sha256 = written_digest(result, staged)
+        entry.size, entry.digest = written_digest(result, staged)
 
     def foreign_directory(self, relpath: str) -> str | None:
         """Why ``relpath`` must not be written locally: a non-empty directory that is no checkpoint.
@@ -205,7 +205,7 @@ class Committer:
             return self._calls.call(primary.name, f"committing {relpath!r} on {primary.name}", primary.commit,
                                     staged, relpath, info, policy=policy)
         except Exception as exc:
-            if "://" in primary.locate(relpath) and holds(primary, relpath, entry.sha256):
+            if "://" in primary.locate(relpath) and holds(primary, relpath, entry.digest):
                 log.warning("committing %r on %s reported %s, but the checkpoint is there", relpath, primary.name, exc)
                 return primary.locate(relpath)
             raise
@@ -247,7 +247,7 @@ class Committer:
         pruned = [old for old in pruned if old.path != record.path]
         paths = {old.path for old in pruned}
         self.manifest.pending = [r for r in self.manifest.pending
-                                 if r is not record and not (r.sha256 is None and r.path in paths)]
+                                 if r is not record and not (r.digest is None and r.path in paths)]
         for old in pruned:
             if self.manifest.get(old.path) is None:
                 self.manifest.entries.append(old)
@@ -276,7 +276,7 @@ class Committer:
                                  location, relpath, dict(entry.model_dump()))
                 entry.backends.append(backend.name)
             except Exception as exc:  # noqa: BLE001 - one backend must not lose the others
-                if getattr(backend, "keeps_manifest", False) and holds(backend, relpath, entry.sha256):
+                if getattr(backend, "keeps_manifest", False) and holds(backend, relpath, entry.digest):
                     log.warning("copying %r to %s reported %s, but the checkpoint is there", relpath, backend.name, exc)
                     entry.backends.append(backend.name)
                     continue
@@ -315,7 +315,7 @@ class Committer:
         with self.lock:
             self._undeleted.extend(left)
             waiting = {path for _name, path in self._undeleted}
-            self.manifest.pending = [r for r in self.manifest.pending if r.sha256 is not None or r.path in waiting]
+            self.manifest.pending = [r for r in self.manifest.pending if r.digest is not None or r.path in waiting]
 
     def write_manifest(self, skip: Sequence[str] = (), best: Any = "committed") -> set[str]:
         """Store the tracker/schedule state and merge the manifest into every backend keeping one.
@@ -371,7 +371,7 @@ class Committer:
         """The manifest as backend ``name`` holds it: only the entries that reached it."""
         view = self.manifest.model_copy()
         view.entries = [e for e in self.manifest.entries if name in e.backends]
-        view.pending = [r for r in self.manifest.pending if r.sha256 is not None or name in (r.previous.backends
+        view.pending = [r for r in self.manifest.pending if r.digest is not None or name in (r.previous.backends
                         if r.previous is not None else ())]
         return view
 

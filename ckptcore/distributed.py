@@ -188,7 +188,7 @@ class WorkerCommitter(Committer):
     def _delete_pruned(self, unsafe: set[str]) -> None:
         with self.lock:
             self._undeleted = []  # the chief deletes what retention prunes
-            self.manifest.pending = [r for r in self.manifest.pending if r.sha256 is not None]
+            self.manifest.pending = [r for r in self.manifest.pending if r.digest is not None]
 
     def __repr__(self) -> str:
         return f"WorkerCommitter({self.primary!r}, run_id={self.run_id!r})"

@@ -1,9 +1,9 @@
-"""Write a file once and know its SHA-256 at the end: no read-back, no extra buffering.
+"""Write a file once and know its digest at the end: no read-back, no extra buffering.
 
 :class:`HashingFile` is a write-only, forward-only binary file. Each ``write`` goes straight to
 the file descriptor (no Python-level buffer, so a large array is written from its own memory)
 and is hashed on the way. Large writes are hashed on a helper thread while this thread writes
-them (``hashlib`` and ``os.write`` both release the GIL on large buffers), so hashing costs
+them (BLAKE3, ``hashlib`` and ``os.write`` all release the GIL on large buffers), so hashing costs
 little more than the write itself. With ``stable_buffers=True`` (the caller never changes a
 buffer it wrote before the file is closed) ``write`` waits for neither: one helper thread
 hashes and another writes, each in order, while the caller prepares the next piece (a zip
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import io
 import os
 import queue
@@ -33,7 +32,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-from ckptcore.digest import Digest
+from ckptcore.digest import DEFAULT, Digest, new_hash
 
 __all__ = ["HashingFile"]
 
@@ -157,7 +156,7 @@ class HashingFile(io.RawIOBase):
         with HashingFile(path) as out:
             out.write(header)
             out.write(array.data)
-        size, sha256 = out.digest
+        size, digest = out.digest  # digest: "blake3:..."
 
     Args:
         path: The file to create (truncated if it exists; a symbolic link there is refused).
@@ -166,15 +165,17 @@ class HashingFile(io.RawIOBase):
             one helper thread and written on another, in order, while the caller prepares
             the next piece (a zip member's CRC, say). A write fault is raised by a later
             ``write``, by :attr:`digest` or by ``close``.
+        algorithm: The digest's, one of :data:`ckptcore.digest.ALGORITHMS`.
     """
 
-    def __init__(self, path: str, stable_buffers: bool = False) -> None:
+    def __init__(self, path: str, stable_buffers: bool = False, algorithm: str = DEFAULT) -> None:
         super().__init__()
         self.path = path
+        self._algorithm = algorithm
+        self._hash = new_hash(algorithm)  # before the file is created: an unknown one creates nothing
         self._stable = stable_buffers
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         self._fd = os.open(path, flags, 0o644)  # never through a symbolic link
-        self._sha = hashlib.sha256()
         self._size = 0  # bytes accepted
         self._sink = _Sink(self._fd)  # what the writer thread holds: not this object, so an
         # unclosed file is still collected (and closed) like any other
@@ -200,11 +201,11 @@ class HashingFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         size = view.nbytes
         if size >= OVERLAP_MIN and self._hasher is None:
-            self._hasher = _Worker(self._sha.update, "ckptcore-hash")
+            self._hasher = _Worker(self._hash.update, "ckptcore-hash")
             if self._stable:
                 self._writer = _Worker(self._sink.write_all, "ckptcore-write")
         if self._hasher is None:  # small writes before any large one: on this thread
-            self._sha.update(view)
+            self._hash.update(view)
             self._write_all(view)
         elif self._writer is not None:  # stable buffers: both sides behind the caller
             self._writer.check()
@@ -242,13 +243,13 @@ class HashingFile(io.RawIOBase):
 
     @property
     def digest(self) -> Digest:
-        """Size and SHA-256 of everything written so far.
+        """Size and digest (``"algorithm:hex"``) of everything written so far.
 
         Raises:
             OSError: A write handed to the helper thread failed.
         """
         self._finish()
-        return Digest(self._size, self._sha.hexdigest())
+        return Digest(self._size, f"{self._algorithm}:{self._hash.hexdigest()}")
 
     def close(self) -> None:
         """Finish the pending writes and close the file.

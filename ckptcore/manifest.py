@@ -1,6 +1,12 @@
 """The manifest: what this engine saved, validated on the way in and out.
 
 It is stored at :data:`MANIFEST_NAME` under the root (see :mod:`ckptcore.layout`).
+
+Version 2 records each checkpoint's digest with its algorithm (``digest``:
+``"blake3:<hex>"``, see :mod:`ckptcore.digest`). A version-1 manifest held bare SHA-256 hex
+under ``sha256`` (and ``replaces``); it is read as version 2, its digests ``"sha256:<hex>"``,
+and written back as version 2. A ckptcore that knows only version 1 refuses a version-2
+manifest ("upgrade ckptcore") instead of misreading it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ckptcore.digest import algorithm_of
 from ckptcore.errors import ForeignManifestError, ManifestError
 from ckptcore.layout import MANIFEST_NAME
 from ckptcore.names import component_problem, path_problem, reserved_reason
@@ -20,7 +27,7 @@ __all__ = [
     "merge_manifests",
 ]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 #: The ``format`` mark of a ckptcore manifest: another tool's ``manifest.json`` lacks it.
 MANIFEST_FORMAT = "ckptcore.manifest"
 
@@ -42,6 +49,29 @@ def _check_relative(value: str) -> str:
     return value
 
 
+def _legacy_digest(value: Any) -> Any:
+    """A version-1 digest (bare SHA-256 hex) as ``"sha256:<hex>"``; anything else unchanged."""
+    return f"sha256:{value}" if isinstance(value, str) and ":" not in value else value
+
+
+def _from_version_1(data: Any, *fields: str) -> Any:
+    """``data`` with version 1's ``sha256`` as ``digest`` and its bare hex digests prefixed."""
+    if not isinstance(data, dict) or "digest" in data:
+        return data
+    data = dict(data)
+    data["digest"] = _legacy_digest(data.pop("sha256", None))
+    for name in fields:
+        if name in data:
+            data[name] = _legacy_digest(data[name])
+    return data
+
+
+def _check_digest(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        algorithm_of(value)  # ValueError: what was given and the form allowed
+    return value
+
+
 class ManifestEntry(BaseModel):
     """One committed checkpoint."""
 
@@ -58,10 +88,20 @@ class ManifestEntry(BaseModel):
     monitor_value: Optional[float] = None
     is_best: bool = False
     size: int = Field(default=0, ge=0)
-    sha256: Optional[str] = None
+    digest: Optional[str] = Field(default=None, description="'algorithm:hex' of the bytes (ckptcore.digest)")
     created_at: str = Field(default_factory=_now)
     run_id: str = Field(default="", description="The engine session that wrote it")
     backends: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1(cls, data: Any) -> Any:
+        return _from_version_1(data)
+
+    @field_validator("digest")
+    @classmethod
+    def _digest_form(cls, value: Optional[str]) -> Optional[str]:
+        return _check_digest(value)
 
     @field_validator("name")
     @classmethod
@@ -87,19 +127,19 @@ class ManifestEntry(BaseModel):
 class PendingRecord(BaseModel):
     """A change to the checkpoint under ``path`` that is written before it is made.
 
-    A write record (``sha256`` set) is stored before the new checkpoint is renamed (or
-    uploaded) to ``path``; a delete record (``sha256`` None) before a pruned one is removed.
+    A write record (``digest`` set) is stored before the new checkpoint is renamed (or
+    uploaded) to ``path``; a delete record (``digest`` None) before a pruned one is removed.
     Until it is settled (see :mod:`ckptcore.pending`) the bytes under ``path`` are the new ones
-    (``sha256``), the old ones (``replaces``; ``previous`` is their entry, still listed), or
+    (``digest``), the old ones (``replaces``; ``previous`` is their entry, still listed), or
     nothing.
     """
 
     model_config = ConfigDict(extra="ignore")
 
     path: str = Field(description="Path relative to the root, as in ManifestEntry.path")
-    sha256: Optional[str] = Field(default=None, description="The new checkpoint's; None for a delete")
+    digest: Optional[str] = Field(default=None, description="The new checkpoint's; None for a delete")
     size: int = Field(default=0, ge=0)
-    replaces: Optional[str] = Field(default=None, description="sha256 of what is under path now, if any")
+    replaces: Optional[str] = Field(default=None, description="The digest of what is under path now, if any")
     run_id: str = ""
     entry: Optional[ManifestEntry] = Field(default=None, description="Listed once the new bytes are found")
     previous: Optional[ManifestEntry] = Field(default=None, description="The entry of the replaced bytes")
@@ -107,6 +147,16 @@ class PendingRecord(BaseModel):
         default=None, description="The run's stored best before this (a best) save; restored if it is dropped"
     )
     created_at: str = Field(default_factory=_now)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1(cls, data: Any) -> Any:
+        return _from_version_1(data, "replaces")
+
+    @field_validator("digest", "replaces")
+    @classmethod
+    def _digest_form(cls, value: Optional[str]) -> Optional[str]:
+        return _check_digest(value)
 
     @field_validator("path")
     @classmethod
@@ -143,7 +193,7 @@ class Manifest(BaseModel):
                 f"manifest version {value} is newer than this ckptcore understands "
                 f"({MANIFEST_VERSION}); upgrade ckptcore"
             )
-        return value
+        return MANIFEST_VERSION  # an older one is read as this one (see the module's docstring)
 
     # -- queries ----------------------------------------------------------------------------
     def get(self, path: str) -> ManifestEntry | None:

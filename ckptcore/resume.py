@@ -67,7 +67,7 @@ class ResumePoint:
         global_step: Batches run since training began, when it was saved.
         mid_epoch: Whether it was saved before its epoch ended.
         run_id: The engine session that wrote it.
-        entry: Its manifest entry (metrics, monitor value, size, sha256, ...).
+        entry: Its manifest entry (metrics, monitor value, size, digest, ...).
     """
 
     location: str

@@ -18,7 +18,7 @@ import shutil
 import stat
 from typing import IO, Iterator
 
-from ckptcore.digest import stream_digest, tree_digest
+from ckptcore.digest import DEFAULT, stream_digest, tree_digest
 from ckptcore.errors import UnsafePathError
 
 __all__ = [
@@ -208,8 +208,8 @@ def rmdir_empty_parents(root: str, relpath: str) -> None:
         parents.pop()
 
 
-def digest_below(root: str, relpath: str) -> tuple[int, str] | None:
-    """``(size, sha256)`` of a file or directory under ``root`` as :func:`ckptcore.digest.digest`
+def digest_below(root: str, relpath: str, algorithm: str = DEFAULT) -> tuple[int, str] | None:
+    """``(size, digest)`` of a file or directory under ``root`` as :func:`ckptcore.digest.digest`
     computes it, following no link (a link inside a directory checkpoint raises); None when
     ``relpath`` is missing."""
     parts = _split(relpath)
@@ -221,11 +221,11 @@ def digest_below(root: str, relpath: str) -> tuple[int, str] | None:
             if stat.S_ISLNK(found.st_mode):
                 raise _unsafe(root, parts)
             if not stat.S_ISDIR(found.st_mode):
-                return stream_digest(lambda: os.fdopen(_open_file(fd, name, root, parts), "rb"))
+                return stream_digest(lambda: os.fdopen(_open_file(fd, name, root, parts), "rb"), algorithm)
             fds: list[int] = []
             try:
                 files = _tree_files(_open_dir(fd, name, root, parts[:-1]), root, parts, "", fds)
-                return tree_digest(files)
+                return tree_digest(files, algorithm)
             finally:
                 for opened in fds:
                     os.close(opened)

@@ -65,7 +65,7 @@ def forget_lost(backend: Any, manifest: Manifest) -> set[str]:
     gone = {e.path for e in manifest.entries if not backend.exists(e.path)}
     for path in gone:
         manifest.remove(path)
-    manifest.pending = [r for r in manifest.pending if r.sha256 is not None or r.path not in gone]
+    manifest.pending = [r for r in manifest.pending if r.digest is not None or r.path not in gone]
     return gone
 
 
@@ -150,11 +150,11 @@ def load_settled(backend: Any, retry: RetryPolicy | None = None) -> Manifest | N
     Raises:
         ManifestError, StorageError: As :func:`load_manifest`.
     """
-    from ckptcore.audit import stored_sha
+    from ckptcore.audit import digest_under
 
     manifest = load_manifest(backend, retry)
     if manifest is not None and manifest.pending:
-        settle(manifest, lambda path: stored_sha(backend, path), lambda run: True)
+        settle(manifest, lambda path, algorithm: digest_under(backend, path, algorithm), lambda run: True)
     return manifest
 
 
@@ -247,7 +247,7 @@ def settle_root(backend: Any, retry: RetryPolicy | None = None, live: set[str] =
     Raises:
         ManifestError, StorageError: As :func:`load_manifest`.
     """
-    from ckptcore.audit import stored_sha
+    from ckptcore.audit import digest_under
 
     with locked(backend):
         try:
@@ -257,7 +257,7 @@ def settle_root(backend: Any, retry: RetryPolicy | None = None, live: set[str] =
         manifest = load_manifest(backend, retry)
         if manifest is None or not manifest.pending:
             return manifest
-        changed, deletions = settle(manifest, lambda path: stored_sha(backend, path), _run_gone(backend, live))
+        changed, deletions = settle(manifest, lambda path, algorithm: digest_under(backend, path, algorithm), _run_gone(backend, live))
         if not changed:
             return manifest
         _store(backend, manifest)
@@ -315,6 +315,6 @@ def delete_checkpoints(backend: Any, paths: list[str], run_id: str = "") -> list
     gone = {e.path for e in doomed} - {path for path, _exc in failed}
     with locked(backend):
         manifest = load_manifest(backend) or Manifest()
-        manifest.pending = [r for r in manifest.pending if not (r.sha256 is None and r.path in gone)]
+        manifest.pending = [r for r in manifest.pending if not (r.digest is None and r.path in gone)]
         _store(backend, manifest)
     return failed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from ckptcore import MANIFEST_NAME, Checkpointer, Manifest
 from ckptcore.cli import app, human_age, human_size
 from ckptcore.digest import digest, tree_digest
+from ckptcore.digest import bytes_digest
 
 runner = CliRunner()
 LOSSES = [0.9, 0.5, 0.7, 0.3, 0.6, 0.8]  # best at epoch 4
@@ -83,7 +83,7 @@ def test_ls_json_matches_the_manifest(root):
     rows = json.loads(result.stdout)
     manifest = read_manifest(root)
     assert [r["path"] for r in rows] == [e.path for e in manifest.entries]
-    assert [r["sha256"] for r in rows] == [e.sha256 for e in manifest.entries]
+    assert [r["digest"] for r in rows] == [e.digest for e in manifest.entries]
     assert [r["is_best"] for r in rows] == [e.path == "w-04-0.30.npy" for e in manifest.entries]
     assert rows[0]["location"] == os.path.join(root, rows[0]["path"])
     assert rows[0]["monitor_value"] == pytest.approx(0.9)
@@ -139,7 +139,7 @@ def test_verify_names_each_corrupted_and_missing_file(root):
     assert result.exit_code == 1
     bad = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(bad) == 2
-    assert bad[0].startswith("BAD") and "w-02-0.50.npy" in bad[0] and "sha256" in bad[0]
+    assert bad[0].startswith("BAD") and "w-02-0.50.npy" in bad[0] and "blake3" in bad[0]
     assert bad[1].startswith("MISSING") and "w-05-0.60.npy" in bad[1]
     assert "4 ok" in result.stdout and "1 bad" in result.stdout and "1 missing" in result.stdout
 
@@ -534,7 +534,7 @@ def test_every_command_works_on_a_memory_url(memory_url):
     assert remaining == ["manifest.json", "w-06.npy"]  # the manifest: at MANIFEST_NAME
     manifest = Manifest.from_json(fs.cat(memory_url + "/" + MANIFEST_NAME))
     assert [e.path for e in manifest.entries] == ["w-06.npy"]
-    assert hashlib.sha256(fs.cat(memory_url + "/w-06.npy")).hexdigest() == manifest.entries[0].sha256
+    assert bytes_digest(fs.cat(memory_url + "/w-06.npy")) == manifest.entries[0].digest
 
 
 def test_a_memory_url_without_manifest_is_a_one_line_error(memory_url):
@@ -597,21 +597,21 @@ def test_console_script_on_s3_with_storage_options(s3_root):
     assert len(missing.stderr.strip().splitlines()) == 1 and "no ckptcore manifest" in missing.stderr
 
 
-def test_verify_does_not_pass_an_entry_without_a_sha256(root):
+def test_verify_does_not_pass_an_entry_without_a_digest(root):
     from ckptcore.backends.local import LocalBackend
     from ckptcore.commit import load_manifest
     from ckptcore.manifest import MANIFEST_NAME
 
     backend = LocalBackend(root)
     manifest = load_manifest(backend)
-    manifest.entries[1].sha256 = None
+    manifest.entries[1].digest = None
     backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
-    # Garbage of the recorded size: only a sha256 could tell (a size that differs is BAD).
+    # Garbage of the recorded size: only a digest could tell (a size that differs is BAD).
     open(os.path.join(root, manifest.entries[1].path), "wb").write(b"g" * manifest.entries[1].size)
     result = invoke("verify", root)
     assert result.exit_code == 1
     assert result.stderr.startswith("UNVERIFIED") and manifest.entries[1].path in result.stderr
-    assert "no sha256" in result.stderr and "1 unverified" in result.stdout
+    assert "no digest" in result.stderr and "1 unverified" in result.stdout
     as_json = invoke("verify", root, "--json")
     assert as_json.exit_code == 1
     report = json.loads(as_json.stdout)

@@ -3,7 +3,6 @@ and what ``best``/``latest`` do with an entry nothing vouches for."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
@@ -15,6 +14,7 @@ from ckptcore.backends.local import LocalBackend
 from ckptcore.cli import app
 from ckptcore.commit import load_manifest
 from ckptcore.manifest import ManifestEntry
+from ckptcore.digest import bytes_digest
 
 runner = CliRunner()
 
@@ -25,7 +25,7 @@ def _write(path: str) -> None:
 
 
 def _crafted_root(tmp_path, names: list[str]) -> str:
-    """A root whose manifest lists ``names`` (each a real file with its real sha256)."""
+    """A root whose manifest lists ``names`` (each a real file with its real digest)."""
     root = str(tmp_path / "run")
     os.makedirs(root)
     entries = []
@@ -34,13 +34,14 @@ def _crafted_root(tmp_path, names: list[str]) -> str:
         with open(os.path.join(root, name), "wb") as fh:
             fh.write(data)
         entries.append(ManifestEntry(name=name, path=name, epoch=epoch, monitor="loss", monitor_value=1 / epoch,
-                                     size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+                                     size=len(data), digest=bytes_digest(data)))
     LocalBackend(root).write_bytes(MANIFEST_NAME, Manifest(entries=entries).to_json().encode())
     return root
 
 
-def test_the_table_shows_bracketed_names_as_they_are_not_as_markup(tmp_path):
-    root = str(tmp_path / "run[bold]")
+def test_the_table_shows_bracketed_names_as_they_are_not_as_markup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short root: a title wider than 60 columns would wrap
+    root = "run[bold]"
     with Checkpointer(os.path.join(root, "m[best]-{epoch}.npy"), write=_write, monitor="loss") as ck:
         for epoch, loss in enumerate([0.5, 0.4]):
             ck.on_epoch_end(epoch, {"loss": loss})
@@ -65,14 +66,14 @@ def test_control_characters_in_names_are_shown_escaped_and_forge_no_line(tmp_pat
     assert runner.invoke(app, ["latest", root]).stdout.strip() == os.path.join(root, "c\\nok         fake.npy")
 
 
-def _without_sha256(tmp_path, data: bytes | None) -> str:
+def _without_digest(tmp_path, data: bytes | None) -> str:
     root = str(tmp_path / "run")
     with Checkpointer(os.path.join(root, "m-{epoch}.npy"), write=_write, monitor="loss") as ck:
         ck.on_epoch_end(0, {"loss": 0.5})
     backend = LocalBackend(root)
     manifest = load_manifest(backend)
     entry = manifest.entries[0]
-    entry.sha256 = None
+    entry.digest = None
     backend.write_bytes(MANIFEST_NAME, manifest.to_json().encode())
     if data is not None:
         with open(os.path.join(root, entry.path), "wb") as fh:
@@ -80,18 +81,18 @@ def _without_sha256(tmp_path, data: bytes | None) -> str:
     return root
 
 
-def test_best_and_latest_exit_1_on_an_entry_without_a_sha256(tmp_path):
-    root = _without_sha256(tmp_path, None)
+def test_best_and_latest_exit_1_on_an_entry_without_a_digest(tmp_path):
+    root = _without_digest(tmp_path, None)
     for command in ("best", "latest"):
         result = runner.invoke(app, [command, root])
         assert result.exit_code == 1, (command, result.output)
         assert result.stdout == ""  # no path for a script to load
-        assert "UNVERIFIED" in result.stderr and "no sha256" in result.stderr
+        assert "UNVERIFIED" in result.stderr and "no digest" in result.stderr
         assert runner.invoke(app, [command, root, "--no-verify"]).exit_code == 0
 
 
-def test_a_size_that_differs_is_bad_even_without_a_sha256(tmp_path):
-    root = _without_sha256(tmp_path, b"garbage")
+def test_a_size_that_differs_is_bad_even_without_a_digest(tmp_path):
+    root = _without_digest(tmp_path, b"garbage")
     result = runner.invoke(app, ["verify", root])
     assert result.exit_code == 1
     assert result.stderr.startswith("BAD") and "7 bytes != manifest" in result.stderr

@@ -4,7 +4,6 @@ it produced: the files, the manifest, what it printed and, for the demo, what W&
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from ckptcore.manifest import MANIFEST_NAME
+from ckptcore.digest import bytes_digest
 from wandb_log import recorded_artifacts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def assert_manifest_matches_files(root: Path) -> list[dict]:
     assert checkpoint_files(root) == {e["path"] for e in entries}
     for entry in entries:
         data = (root / entry["path"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert bytes_digest(data) == entry["digest"]
         assert len(data) == entry["size"]
     return entries
 

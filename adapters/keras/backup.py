@@ -6,7 +6,7 @@ continue at the epoch after the backup (a mid-epoch backup repeats its epoch fro
 delete the backup after a ``fit`` that finishes when ``delete_checkpoint=True`` (on the chief of
 a distributed job only: see :mod:`ckptcore.distributed`). Built on the
 engine, so a backup is written to a staging name and committed atomically (a kill never leaves
-a half-written backup), checked against its sha256 before it is loaded, and ``backup_dir`` may
+a half-written backup), checked against its digest before it is loaded, and ``backup_dir`` may
 be any fsspec URL. It can run beside a ``ModelCheckpoint`` in the same ``fit`` (give each its
 own directory).
 
@@ -16,7 +16,7 @@ Deviations from Keras, and why:
   refuses it always); the first ``fit`` of a script can therefore build the model lazily.
 * Backups are named ``backup-<epoch>[-<batch>].weights.h5`` beside ckptcore's manifest, which
   replaces Keras's ``training_metadata.json``; ``double_checkpoint=True`` keeps the last two.
-* A backup that differs from its recorded sha256 (damaged after it was written) is refused
+* A backup that differs from its recorded digest (damaged after it was written) is refused
   like an unreadable one, so ``double_checkpoint`` falls back to the previous backup.
 * A second ``fit`` of the same callback after an exception out of the first (which skips
   ``on_train_end``) first finishes that run's pending (non-blocking) saves.

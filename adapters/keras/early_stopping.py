@@ -7,7 +7,7 @@ a :class:`ModelCheckpoint` watching the same metric always agree on what "better
 
 Beyond Keras: ``restore_best_weights`` may be a ckptcore ``ModelCheckpoint`` instead of
 ``True``. The best weights are then read back from that checkpoint's file of the best epoch
-on storage, checked against its manifest entry (size and sha256), instead of a copy held in
+on storage, checked against its manifest entry (size and digest), instead of a copy held in
 memory every time the metric improves: for models that do not fit in memory twice::
 
     checkpoint = ModelCheckpoint("ckpt/m-{epoch:02d}.keras", save_best_only=True)
@@ -265,7 +265,7 @@ def load_entry_weights(model: Any, root: str, entry: ManifestEntry, *,
                        storage_options: dict[str, Any] | None = None) -> Any:
     """Load the weights of the checkpoint ``entry`` under ``root`` into ``model``, verified.
 
-    The file (a local path, or downloaded from a URL root) must have the size and sha256 its
+    The file (a local path, or downloaded from a URL root) must have the size and digest its
     manifest entry records; ``.keras``, ``.h5``/``.hdf5`` and ``.weights.h5`` files are read
     with ``model.load_weights``.
 
@@ -277,15 +277,15 @@ def load_entry_weights(model: Any, root: str, entry: ManifestEntry, *,
         FileNotFoundError: The file is gone.
     """
     from ckptcore.backends import resolve_backend
-    from ckptcore.digest import digest
+    from ckptcore.digest import matches
 
     from ckptcore.adapters.keras.loading import _local_copy
 
     backend = resolve_backend(root if "://" in root else "local", root, **(storage_options or {}))
     try:
         with _local_copy(backend, entry, entry.size) as path:
-            if digest(path) != (entry.size, entry.sha256):
-                raise ManifestError(f"{backend.locate(entry.path)}: size or sha256 differs from the manifest; "
+            if not matches(path, entry.size, entry.digest):
+                raise ManifestError(f"{backend.locate(entry.path)}: size or digest differs from the manifest; "
                                     "the file was changed or damaged after it was saved; weights not restored")
             model.load_weights(path)
     finally:

@@ -2,7 +2,7 @@
 
 Nothing here unpickles: the manifest is JSON, ``.keras`` archives are read with Keras's
 ``safe_mode=True`` (no arbitrary code from a ``Lambda`` layer), and a checkpoint whose size or
-sha256 differs from the manifest is refused before Keras opens it.
+digest differs from the manifest is refused before Keras opens it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import keras
 
 from ckptcore.store import validate_manifest
-from ckptcore.digest import digest
+from ckptcore.digest import matches
 from ckptcore.errors import ConfigError, ManifestError, UnsafePathError
 from ckptcore.manifest import MANIFEST_NAME, ManifestEntry
 from ckptcore.store import load_settled
@@ -34,7 +34,7 @@ def load_best(root: Any, *, model: Any = None, custom_objects: dict[str, Any] | 
         model: For ``.weights.h5`` checkpoints: the model to load the weights into.
         custom_objects: Passed to ``keras.saving.load_model``.
         compile: Passed to ``keras.saving.load_model``.
-        verify: Refuse a file whose size or sha256 differs from the manifest.
+        verify: Refuse a file whose size or digest differs from the manifest.
         storage_options: For a URL root: passed to the fsspec file system.
 
     Returns:
@@ -66,9 +66,9 @@ def _load(root: Any, which: str, model: Any, custom_objects: Any, compile: bool,
         if entry is None:
             raise ManifestError(f"{backend.locate(MANIFEST_NAME)}: no {which} checkpoint is recorded")
         with _local_copy(backend, entry, entry.size if verify else None) as path:
-            if verify and digest(path) != (entry.size, entry.sha256):
+            if verify and not matches(path, entry.size, entry.digest):
                 raise ManifestError(
-                    f"{backend.locate(entry.path)}: size or sha256 differs from the manifest; the file "
+                    f"{backend.locate(entry.path)}: size or digest differs from the manifest; the file "
                     "was changed or damaged after it was saved (pass verify=False to load it anyway)"
                 )
             return _load_file(path, model, custom_objects, compile)

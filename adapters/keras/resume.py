@@ -3,7 +3,7 @@ continues.
 
 :func:`restore_weights` loads the weights, and the optimizer state where the file holds it,
 into a model that already exists (``model.load_weights``: no config is deserialised, so no
-code from the file runs; the file's size and sha256 are checked against the manifest first).
+code from the file runs; the file's size and digest are checked against the manifest first).
 :func:`resume_fit` is what a callback with ``resume=True`` does at ``on_train_begin``: find
 this template's latest checkpoint, restore it, and set the model's initial epoch, the
 mechanism ``keras.callbacks.BackupAndRestore`` uses (Keras's trainers start their epoch loop
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ckptcore.store import validate_manifest
 from ckptcore.store import load_settled
-from ckptcore.digest import digest
+from ckptcore.digest import matches
 from ckptcore.errors import ConfigError, ManifestError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from ckptcore.resume import ResumePoint, pick_entry, resume_source
@@ -113,7 +113,7 @@ def restore_weights(model: Any, source: Any, *, which: str = "latest", filepath:
         source: A checkpoint root (directory or fsspec URL), or a :class:`ResumePoint`.
         which: With a root: ``"latest"`` or ``"best"``.
         filepath: With a root several runs share: that run's filepath template.
-        verify: Refuse a file whose size or sha256 differs from the manifest.
+        verify: Refuse a file whose size or digest differs from the manifest.
         storage_options: For a URL root.
 
     Raises:
@@ -132,8 +132,8 @@ def restore_weights(model: Any, source: Any, *, which: str = "latest", filepath:
     backend = _backend(point.root, storage_options)
     try:
         with _local_copy(backend, point.entry, point.entry.size if verify else None) as path:
-            if verify and digest(path) != (point.entry.size, point.entry.sha256):
-                raise ManifestError(f"{point.location}: size or sha256 differs from the manifest; the file "
+            if verify and not matches(path, point.entry.size, point.entry.digest):
+                raise ManifestError(f"{point.location}: size or digest differs from the manifest; the file "
                                     "was changed or damaged after it was saved")
             optimizer, note = _load_into(model, path, point.location)
     finally:

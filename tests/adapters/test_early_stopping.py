@@ -98,7 +98,7 @@ def test_a_changed_best_file_is_refused(tmp_path, data, make_model):
                 fh.write(b"x")
 
     stopper = EarlyStopping(patience=1, restore_best_weights=checkpoint)
-    with pytest.raises(ManifestError, match=r"best\.keras: size or sha256 differs from the manifest"):
+    with pytest.raises(ManifestError, match=r"best\.keras: size or digest differs from the manifest"):
         _loop(model, data, [checkpoint, Tamper(), stopper], [0.5, 0.6, 0.7])
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 
 from keras_helpers import files, manifest_entries
 from typer.testing import CliRunner
 
 from ckptcore.adapters.keras import ModelCheckpoint
 from ckptcore.cli import app
+from ckptcore.digest import bytes_digest
 
 
 def test_two_callbacks_on_one_root_keep_both_runs_in_the_manifest(tmp_path, make_model, data):
@@ -22,7 +22,7 @@ def test_two_callbacks_on_one_root_keep_both_runs_in_the_manifest(tmp_path, make
     assert files(tmp_path) == ["best.keras", "m-2.keras", "m-3.keras"]
     assert len({e["run_id"] for e in entries}) == 2
     for entry in entries:
-        assert entry["sha256"] == hashlib.sha256((tmp_path / entry["path"]).read_bytes()).hexdigest()
+        assert entry["digest"] == bytes_digest((tmp_path / entry["path"]).read_bytes())
     assert [e["path"] for e in entries if e["is_best"]] == ["best.keras"]
     result = CliRunner().invoke(app, ["verify", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -15,7 +15,6 @@ files only where ``keeps_manifest``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -23,15 +22,16 @@ import pytest
 from ckptcore.manifest import MANIFEST_NAME
 from ckptcore import Checkpointer, Manifest
 from ckptcore.backends import Backend
+from ckptcore.digest import bytes_digest
 
 __all__ = ["BackendContract", "info_for"]
 
 
 def info_for(path, epoch: int = 1, loss: float = 0.5, is_best: bool = True) -> dict:
     """A commit info as the engine passes it, for the checkpoint at local ``path``."""
-    sha = hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.isfile(path) else None
+    sha = bytes_digest(open(path, "rb").read()) if os.path.isfile(path) else None
     return {"epoch": epoch, "batch": None, "global_step": epoch * 5, "metrics": {"loss": loss},
-            "monitor": "loss", "monitor_value": loss, "is_best": is_best, "sha256": sha,
+            "monitor": "loss", "monitor_value": loss, "is_best": is_best, "digest": sha,
             "size": os.path.getsize(path) if os.path.isfile(path) else 0}
 
 

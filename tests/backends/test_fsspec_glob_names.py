@@ -3,7 +3,6 @@ delete removes that checkpoint, never the files a glob of its name would match."
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 
 from ckptcore import Checkpointer
 from ckptcore.manifest import MANIFEST_FORMAT, MANIFEST_NAME
+from ckptcore.digest import bytes_digest
 
 fsspec = pytest.importorskip("fsspec")
 
@@ -68,7 +68,7 @@ def test_cli_prune_of_a_crafted_star_entry_deletes_only_that_object(memory_url):
         data = f"checkpoint {epoch}".encode()
         fs.pipe(f"{memory_url}/{name}", data)
         entries.append({"name": name, "path": name, "epoch": epoch, "size": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(), "run_id": "r"})
+                        "digest": bytes_digest(data), "run_id": "r"})
     fs.pipe(f"{memory_url}/{MANIFEST_NAME}", json.dumps({"format": MANIFEST_FORMAT, "entries": entries}).encode())
     result = CliRunner().invoke(app, ["prune", memory_url, "--keep-last", "1"])
     assert result.exit_code == 0, result.output

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 
 import numpy as np
 import pytest
+from ckptcore.digest import bytes_digest
 
 
 class NumpyWriter:
@@ -56,9 +56,9 @@ def printed() -> list[str]:
     return []
 
 
-def sha256_of(path: str) -> str:
+def digest_of(path: str) -> str:
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+        return bytes_digest(fh.read())
 
 
 def files_under(root: str) -> set[str]:
@@ -77,7 +77,7 @@ def helpers():
     """Small helpers for assertions on the checkpoint root."""
 
     class _Helpers:
-        sha256 = staticmethod(sha256_of)
+        digest = staticmethod(digest_of)
         files = staticmethod(files_under)
 
     return _Helpers

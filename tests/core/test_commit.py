@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -13,6 +12,7 @@ from ckptcore.backends import LocalBackend
 from ckptcore.commit import Committer, load_manifest
 from ckptcore.digest import digest
 from ckptcore.manifest import MANIFEST_NAME
+from ckptcore.digest import bytes_digest
 from layout_helpers import leftovers, visible
 
 
@@ -46,13 +46,13 @@ def test_a_save_reaches_every_backend_and_both_manifests(tmp_path):
     assert entry.backends == ["local", "mirror"]
     data = (tmp_path / "a" / "sub" / "w-1.npy").read_bytes()
     assert data == (tmp_path / "b" / "sub" / "w-1.npy").read_bytes()
-    assert entry.size == len(data) and entry.sha256 == hashlib.sha256(data).hexdigest()
+    assert entry.size == len(data) and entry.digest == bytes_digest(data)
     for root in ("a", "b"):
         # Written once, before the commit: the checkpoint as a pending record with its digest.
         manifest = load_manifest(LocalBackend(str(tmp_path / root)))
         assert manifest.entries == []
-        assert [(r.path, r.sha256, r.size, r.replaces) for r in manifest.pending] == [
-            ("sub/w-1.npy", entry.sha256, entry.size, None)]
+        assert [(r.path, r.digest, r.size, r.replaces) for r in manifest.pending] == [
+            ("sub/w-1.npy", entry.digest, entry.size, None)]
         # The best stored is that of the checkpoint the record holds, not the tracker's.
         assert manifest.tracker == {"best": 0.5} and manifest.schedule == {"batches_run": 3}
         assert manifest.runs == ["run-1"]
@@ -138,7 +138,7 @@ def test_pruning_spares_other_runs_and_protected_paths(tmp_path):
 
 def test_digest_of_files_and_directories(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
-    assert digest(str(tmp_path / "f")) == (3, hashlib.sha256(b"abc").hexdigest())
+    assert digest(str(tmp_path / "f")) == (3, bytes_digest(b"abc"))
     for name, order in (("d1", ["x", "y/z"]), ("d2", ["y/z", "x"])):
         for rel in order:
             full = tmp_path / name / rel
@@ -159,7 +159,7 @@ def test_a_directory_checkpoint_is_committed_and_digested(tmp_path):
     committer = _committer([LocalBackend(str(tmp_path))])
     entry = committer.save("model", write_dir, _entry("model"))
     assert (tmp_path / "model" / "variables" / "v.npy").exists()
-    assert (entry.size, entry.sha256) == digest(str(tmp_path / "model"))
+    assert (entry.size, entry.digest) == digest(str(tmp_path / "model"))
 
 
 def test_load_manifest(tmp_path):

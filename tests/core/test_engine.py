@@ -47,7 +47,7 @@ def _assert_manifest_agrees_with_disk(root, helpers, foreign=()):
     for entry in manifest.entries:
         full = os.path.join(root, *entry.path.split("/"))
         assert entry.size == os.path.getsize(full)
-        assert entry.sha256 == helpers.sha256(full)
+        assert entry.digest == helpers.digest(full)
         assert entry.backends == ["local"]
     return manifest
 
@@ -200,7 +200,7 @@ def test_retention_never_deletes_what_it_did_not_write(tmp_path, npwrite, helper
     (tmp_path / "notes.txt").write_text("keep me")
     other = Manifest(runs=["other-run"])
     other.add(ManifestEntry(name="w-0.npy", path="w-0.npy", epoch=0, run_id="other-run",
-                            size=11, sha256=helpers.sha256(str(tmp_path / "w-0.npy")), backends=["local"]))
+                            size=11, digest=helpers.digest(str(tmp_path / "w-0.npy")), backends=["local"]))
     (tmp_path / "manifest.json").write_text(other.to_json())  # the old place: migrated at open
     ck = Checkpointer(str(tmp_path / "w-{epoch}.npy"), write=npwrite, keep_last=1)
     _run_epochs(ck, [0.5, 0.4, 0.3])
@@ -226,7 +226,7 @@ def test_a_failing_write_names_the_checkpoint_and_keeps_the_previous_one(tmp_pat
     ck = Checkpointer(str(tmp_path / "model.npy"), write=npwrite, save_best_only=True)
     npwrite.value = 1.0
     assert ck.on_epoch_end(0, {"val_loss": 0.5}) == "model.npy"
-    before = helpers.sha256(str(tmp_path / "model.npy"))
+    before = helpers.digest(str(tmp_path / "model.npy"))
 
     def broken(path: str) -> None:
         with open(path, "wb") as fh:
@@ -239,7 +239,7 @@ def test_a_failing_write_names_the_checkpoint_and_keeps_the_previous_one(tmp_pat
     assert "'model.npy'" in str(info.value) and "device lost" in str(info.value)
     assert info.value.checkpoint == "model.npy"
     assert isinstance(info.value, OSError)
-    assert helpers.sha256(str(tmp_path / "model.npy")) == before, "the previous checkpoint is intact"
+    assert helpers.digest(str(tmp_path / "model.npy")) == before, "the previous checkpoint is intact"
     assert helpers.files(str(tmp_path)) == {"model.npy"} and leftovers(tmp_path) == [], "no temp file left"
     assert ck.tracker.best == 0.5, "the tracker's best rolls back to the last committed one"
     # The next improvement over the committed best is saved again.

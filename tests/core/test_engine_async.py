@@ -65,7 +65,7 @@ def test_saves_commit_in_the_background(tmp_path, helpers):
     manifest = _manifest(tmp_path)
     assert [e.path for e in manifest.entries] == ["w-1.npy", "w-2.npy", "w-3.npy"]
     for entry in manifest.entries:
-        assert entry.sha256 == helpers.sha256(str(tmp_path / entry.path))
+        assert entry.digest == helpers.digest(str(tmp_path / entry.path))
     assert manifest.best().path == "w-3.npy"
 
 

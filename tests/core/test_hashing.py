@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -13,11 +12,12 @@ from ckptcore.commit import load_manifest
 from ckptcore.backends import LocalBackend
 from ckptcore.digest import Digest, digest, written_digest
 from ckptcore.hashing import SLICE, HashingFile
+from ckptcore.digest import bytes_digest
 
 
 def _sha(path) -> str:
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+        return bytes_digest(fh.read())
 
 
 @pytest.mark.parametrize("stable", [False, True])
@@ -56,8 +56,8 @@ def test_a_write_fault_is_an_oserror_in_python(tmp_path):
 def test_a_returned_digest_is_taken_only_when_its_size_is_the_files(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
-    assert written_digest(Digest(3, "f" * 64), str(path)) == (3, "f" * 64)  # taken, not read
-    assert written_digest(Digest(4, "f" * 64), str(path)) == digest(str(path))  # wrong size: read
+    assert written_digest(Digest(3, "blake3:" + "f" * 64), str(path)) == (3, "blake3:" + "f" * 64)  # taken, not read
+    assert written_digest(Digest(4, "blake3:" + "f" * 64), str(path)) == digest(str(path))  # wrong size: read
     assert written_digest(3, str(path)) == digest(str(path))  # a count of bytes is no digest
     assert written_digest(None, str(path)) == digest(str(path))
 
@@ -75,7 +75,7 @@ def test_the_commit_records_the_written_digest_without_reading_the_file_back(tmp
     with Checkpointer(str(tmp_path / "m-{epoch}.bin"), write=write) as ck:
         assert ck.on_epoch_end(0, {"loss": 1.0}) == "m-1.bin"
     entry = load_manifest(LocalBackend(str(tmp_path))).entries[0]
-    assert (entry.size, entry.sha256) == (7000, _sha(tmp_path / "m-1.bin"))
+    assert (entry.size, entry.digest) == (7000, _sha(tmp_path / "m-1.bin"))
 
 
 def test_a_write_fault_behind_the_caller_is_raised_by_a_later_call(tmp_path):

@@ -38,7 +38,7 @@ def test_json_round_trip_with_non_finite_and_numpy_values():
             "sub/w-1.npy", epoch=1, batch=4, global_step=4, monitor="val_loss",
             monitor_value=math.nan, metrics={"val_loss": math.nan, "acc": np.float32(0.5),
                                              "inf": math.inf, "vec": np.zeros(2)},
-            size=10, sha256="ab" * 32, run_id="r1", backends=["local"],
+            size=10, digest="blake3:" + "ab" * 32, run_id="r1", backends=["local"],
         )
     )
     text = manifest.to_json()
@@ -50,7 +50,7 @@ def test_json_round_trip_with_non_finite_and_numpy_values():
     entry = back.entries[0]
     assert entry.path == "sub/w-1.npy" and entry.batch == 4 and entry.global_step == 4
     assert entry.monitor_value is None
-    assert entry.sha256 == "ab" * 32 and entry.size == 10 and entry.backends == ["local"]
+    assert entry.digest == "blake3:" + "ab" * 32 and entry.size == 10 and entry.backends == ["local"]
     assert back.tracker == {"mode": "min", "best": 0.25}
     assert back.schedule == {"batches_run": 7}
     assert back.runs == ["r1"]

@@ -27,7 +27,7 @@ def test_latest_checkpoint_is_exported_and_reads_any_root(tmp_path, npwrite, mem
         point = latest_checkpoint(root)
         assert point.location == root + "/w-3.npy" and point.path == "w-3.npy"
         assert (point.epoch, point.global_step, point.initial_epoch, point.initial_step) == (3, 12, 3, 12)
-        assert not point.mid_epoch and point.entry.sha256
+        assert not point.mid_epoch and point.entry.digest
 
 
 def test_latest_checkpoint_of_one_template_in_a_shared_root(tmp_path, npwrite):

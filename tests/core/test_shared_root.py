@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -16,6 +15,7 @@ from ckptcore.cli import app
 from ckptcore.commit import Committer, load_manifest
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry, merge_manifests
 from ckptcore.retention import RetentionPolicy
+from ckptcore.digest import bytes_digest
 
 LOSSES = [0.9, 0.5, 0.7, 0.3, 0.4]
 ACCS = [0.2, 0.6, 0.5, 0.55, 0.8]
@@ -55,7 +55,7 @@ def stored(root) -> Manifest:
 def assert_digests_match(root, manifest: Manifest) -> None:
     for entry in manifest.entries:
         data = (root / entry.path).read_bytes()
-        assert entry.sha256 == hashlib.sha256(data).hexdigest() and entry.size == len(data), entry.path
+        assert entry.digest == bytes_digest(data) and entry.size == len(data), entry.path
 
 
 def test_both_runs_checkpoints_are_listed_with_their_digests(tmp_path):

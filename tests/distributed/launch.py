@@ -6,7 +6,6 @@ in time and never hangs on a worker blocked in a collective whose peer died.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from ckptcore.digest import bytes_digest
 
 __all__ = ["Worker", "WorkerFailed", "check_local_root", "files_under", "own_files", "run_workers",
            "write_report"]
@@ -127,13 +127,13 @@ def own_files(files: Sequence[str]) -> tuple[list[str], list[str]]:
     return [f for f in files if f not in mine], mine
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def digest_of(path: Path) -> str:
+    return bytes_digest(path.read_bytes())
 
 
 def check_local_root(root: Path) -> list:
     """The root holds the chief's checkpoints and ckptcore's files only, each listed once with
-    its real sha256, from one run; returns the manifest entries."""
+    its real digest, from one run; returns the manifest entries."""
     from ckptcore.backends.local import LocalBackend
     from ckptcore.commit import load_manifest
 
@@ -146,5 +146,5 @@ def check_local_root(root: Path) -> list:
     assert not [f for f in mine if "staging" in f or "tmp" in f], mine
     assert len(manifest.runs) == 1 and {e.run_id for e in manifest.entries} == set(manifest.runs)
     for entry in manifest.entries:
-        assert sha256(root / entry.path) == entry.sha256, entry.path
+        assert digest_of(root / entry.path) == entry.digest, entry.path
     return manifest.entries

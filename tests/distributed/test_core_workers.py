@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from launch import check_local_root, run_workers
 from s3_server import AWS_TEST_ENV, running_s3
+from ckptcore.digest import bytes_digest
 
 ENVS = [{"RANK": "0", "WORLD_SIZE": "2"}, {"RANK": "1", "WORLD_SIZE": "2"}]
 
@@ -64,7 +65,7 @@ def test_only_the_chief_writes_a_shared_s3_bucket(monkeypatch, tmp_path):
         import hashlib
 
         for entry in manifest.entries:
-            assert hashlib.sha256(fs.cat(f"{bucket}/run/{entry.path}")).hexdigest() == entry.sha256
+            assert bytes_digest(fs.cat(f"{bucket}/run/{entry.path}")) == entry.digest
 
 
 def test_a_worker_that_dies_stops_the_others(tmp_path):

@@ -7,6 +7,7 @@ import json
 import pytest
 from launch import check_local_root, own_files, run_workers
 from s3_server import AWS_TEST_ENV, free_port, running_s3
+from ckptcore.digest import bytes_digest
 
 pytest.importorskip("jax")
 TIMEOUT = 300  # two processes starting JAX and Keras on a shared machine
@@ -72,4 +73,4 @@ def test_two_jax_processes_share_an_s3_bucket(monkeypatch):
         assert sorted(visible) == sorted(e.path for e in manifest.entries) == sorted(p for p, _ in chief["kept"])
         assert len(manifest.runs) == 1
         for entry in manifest.entries:
-            assert hashlib.sha256(fs.cat(f"{bucket}/run/{entry.path}")).hexdigest() == entry.sha256
+            assert bytes_digest(fs.cat(f"{bucket}/run/{entry.path}")) == entry.digest

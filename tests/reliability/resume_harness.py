@@ -185,7 +185,7 @@ def check_campaign(campaign: Campaign, root: str, *, lag: int) -> None:
     assert previous_best == min(val_loss(e) for e in range(EPOCHS))
     from ckptcore.adapters.keras import load_best
 
-    assert load_best(root).count_params() == 4 * 8 + 8 + 8 + 1  # verifies size and sha256
+    assert load_best(root).count_params() == 4 * 8 + 8 + 8 + 1  # verifies size and digest
 
 
 def main() -> None:

@@ -3,7 +3,6 @@ still in flight, a root deleted while in use, an upload that landed but reported
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import shutil
@@ -17,6 +16,7 @@ from ckptcore import Checkpointer
 from ckptcore.audit import unaccounted
 from ckptcore.backends import LocalBackend
 from ckptcore.commit import load_manifest
+from ckptcore.digest import bytes_digest
 
 HANG_GUARD = 30
 
@@ -126,6 +126,6 @@ def test_an_upload_that_landed_but_reported_a_failure_counts_as_saved(tmp_path, 
     from ckptcore.backends.fsspec import FsspecBackend
 
     held = load_manifest(FsspecBackend(url))
-    assert held.get("best.npy").sha256 == hashlib.sha256(remote).hexdigest(), "no wrong sha256 listed"
+    assert held.get("best.npy").digest == bytes_digest(remote), "no wrong digest listed"
     if not primary:
         assert load_manifest(LocalBackend(str(tmp_path))).get("best.npy").backends == ["local", "landedmem"]

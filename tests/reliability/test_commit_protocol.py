@@ -7,7 +7,6 @@ a delete: the kill points are set by wrapping ``os.replace`` in the child.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from ckptcore.backends import LocalBackend
 from ckptcore.commit import load_manifest
 from ckptcore.layout import STAGING_DIR
 from ckptcore.store import load_settled
+from ckptcore.digest import bytes_digest
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -101,7 +101,7 @@ def _value(path) -> float:
 
 
 def _sha(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return bytes_digest(open(path, "rb").read())
 
 
 def _reopen(root, name: str, **options) -> Checkpointer:
@@ -116,15 +116,15 @@ def test_a_kill_mid_replace_of_a_fixed_best_never_loses_it(tmp_path, scenario, k
     assert _value(root / "best.npy") == kept
     # A reader (load_best, ckptcore best) before any run opens the root again sees it too.
     seen = load_settled(LocalBackend(str(root)))
-    assert seen.best().path == "best.npy" and seen.best().sha256 == _sha(root / "best.npy")
+    assert seen.best().path == "best.npy" and seen.best().digest == _sha(root / "best.npy")
     ck = _reopen(root, "best.npy", save_best_only=True)
     assert ck.best() == str(root / "best.npy"), "best() finds it"
     entry = ck.manifest.get("best.npy")
-    assert entry.sha256 == _sha(root / "best.npy") and entry.monitor_value == kept
+    assert entry.digest == _sha(root / "best.npy") and entry.monitor_value == kept
     assert ck.tracker.best == kept, "the stored best is that of the checkpoint really there"
     ck.close()
     stored = load_manifest(LocalBackend(str(root)))
-    assert stored.pending == [] and stored.best().sha256 == _sha(root / "best.npy")
+    assert stored.pending == [] and stored.best().digest == _sha(root / "best.npy")
 
 
 def test_a_kill_between_the_renames_of_a_directory_replace_puts_the_old_copy_back(tmp_path):

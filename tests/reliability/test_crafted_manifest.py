@@ -1,11 +1,10 @@
 """A crafted remote manifest cannot make ``load_best``/``load_latest`` write outside their own
 temporary directory: names are validated when the manifest is read, and the download goes under
-a name ckptcore chooses, checked (size and sha256) before Keras opens it.
+a name ckptcore chooses, checked (size and digest) before Keras opens it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +17,7 @@ from ckptcore.manifest import MANIFEST_FORMAT, MANIFEST_NAME
 
 keras = pytest.importorskip("keras")
 from ckptcore.adapters.keras import load_best, load_latest  # noqa: E402
+from ckptcore.digest import bytes_digest
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def model_bytes(tmp_path_factory) -> bytes:
 
 
 def _crafted(name: str, data: bytes) -> bytes:
-    entry = {"name": name, "path": "m.keras", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+    entry = {"name": name, "path": "m.keras", "size": len(data), "digest": bytes_digest(data),
              "is_best": True, "run_id": "r"}
     return json.dumps({"format": MANIFEST_FORMAT, "entries": [entry]}).encode()
 
@@ -92,7 +92,7 @@ def test_a_remote_download_is_checked_then_loaded_from_a_private_directory(memor
     assert model.layers[0].get_weights()[0].shape == (3, 2)
     assert list(tmp_path.iterdir()) == []  # the private directory is gone
     fs.pipe(f"{memory_url}/m.keras", model_bytes[:-1] + bytes([model_bytes[-1] ^ 1]))
-    with pytest.raises(ManifestError, match="sha256 differs"):
+    with pytest.raises(ManifestError, match="digest differs"):
         load_best(memory_url)
     assert list(tmp_path.iterdir()) == []
     assert np.isfinite(model.layers[0].get_weights()[0]).all()

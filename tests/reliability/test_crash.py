@@ -77,7 +77,7 @@ def test_the_check_rejects_a_torn_unaccounted_file_and_a_manifest_that_disagrees
         "w-2.npy: under a final name, its bytes are not the ones the manifest lists",
         "w-3.npy: under a final name, not in the manifest",
     ]
-    assert found["lie"] == ["w-2.npy: listed with a size/sha256 the file does not have"]
+    assert found["lie"] == ["w-2.npy: listed with a size/digest the file does not have"]
     (root / "w-1.npy").unlink()
     assert "w-1.npy: listed in the manifest but missing" in check_root(str(root))["lie"]
     manifest = _manifest_path(root)

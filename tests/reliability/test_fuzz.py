@@ -95,7 +95,7 @@ _PLAUSIBLE = {
     "epoch": st.none() | st.integers(-5, 10**9), "batch": st.none() | st.integers(-5, 10**9),
     "global_step": st.integers(-5, 10**12), "metrics": st.dictionaries(st.text(max_size=5), JSON, max_size=3),
     "monitor": st.none() | st.text(max_size=8), "monitor_value": st.none() | st.floats(),
-    "is_best": st.booleans(), "size": st.integers(-5, 10**12), "sha256": st.none() | st.text(max_size=64),
+    "is_best": st.booleans(), "size": st.integers(-5, 10**12), "digest": st.none() | st.text(max_size=72),
     "created_at": st.text(max_size=30), "run_id": st.text(max_size=10), "backends": st.lists(st.text(max_size=6)),
 }
 ENTRY = st.fixed_dictionaries(

@@ -3,7 +3,6 @@ files: a FIFO planted under a local root, a legacy ``.hdf5`` model on a remote r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -16,12 +15,13 @@ from ckptcore.manifest import MANIFEST_FORMAT, MANIFEST_NAME
 
 keras = pytest.importorskip("keras")
 from ckptcore.adapters.keras import load_best  # noqa: E402
+from ckptcore.digest import bytes_digest
 
 BOUND = 20.0  # seconds load_best may take here; a blocked open is unblocked after it
 
 
 def _manifest(name: str, data: bytes) -> bytes:
-    entry = {"name": name, "path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+    entry = {"name": name, "path": name, "size": len(data), "digest": bytes_digest(data),
              "is_best": True, "run_id": "r"}
     return json.dumps({"format": MANIFEST_FORMAT, "entries": [entry]}).encode()
 

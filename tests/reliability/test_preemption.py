@@ -93,7 +93,7 @@ def _entries(root) -> dict[str, dict]:
 
 def _assert_agrees_with_disk(root, entries) -> None:
     for path, entry in entries.items():
-        assert digest(str(root / path)) == (entry["size"], entry["sha256"]), path
+        assert digest(str(root / path)) == (entry["size"], entry["digest"]), path
     on_disk = {n for n in os.listdir(root) if n != ".ckptcore"}
     assert on_disk == set(entries), "no temporary file is left and nothing is unlisted"
 

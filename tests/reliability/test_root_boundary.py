@@ -8,7 +8,6 @@ be a link.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 
@@ -21,6 +20,7 @@ from ckptcore.backends.local import LocalBackend
 from ckptcore.cli import app
 from ckptcore.commit import load_manifest
 from ckptcore.manifest import MANIFEST_NAME
+from ckptcore.digest import bytes_digest
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def trap(tmp_path):
 
     ``outside`` holds ``precious.txt`` and ``sub/data.bin``; the root holds ``link -> ../outside``
     and ``evil.npy -> ../outside/precious.txt``; the manifest lists ``link/precious.txt``,
-    ``link/sub`` and ``evil.npy`` as the oldest checkpoints of the run, with their real sha256.
+    ``link/sub`` and ``evil.npy`` as the oldest checkpoints of the run, with their real digest.
     """
     outside = tmp_path / "outside"
     (outside / "sub").mkdir(parents=True)
@@ -61,13 +61,13 @@ def trap(tmp_path):
     backend = LocalBackend(str(root))
     manifest = load_manifest(backend)
     run = manifest.latest().run_id
-    precious = hashlib.sha256(b"do not delete").hexdigest()
+    precious = bytes_digest(b"do not delete")
     crafted = [
-        ManifestEntry(name="precious.txt", path="link/precious.txt", sha256=precious, size=13, run_id=run,
+        ManifestEntry(name="precious.txt", path="link/precious.txt", digest=precious, size=13, run_id=run,
                       backends=["local"], created_at="2020-01-01T00:00:00+00:00"),
         ManifestEntry(name="sub", path="link/sub", run_id=run, created_at="2020-01-01T00:00:01+00:00",
-                      sha256="0" * 64, backends=["local"]),
-        ManifestEntry(name="evil.npy", path="evil.npy", sha256=precious, size=13, run_id=run,
+                      digest="blake3:" + "0" * 64, backends=["local"]),
+        ManifestEntry(name="evil.npy", path="evil.npy", digest=precious, size=13, run_id=run,
                       backends=["local"], created_at="2020-01-01T00:00:02+00:00"),
     ]
     manifest.entries = [*crafted, *manifest.entries]

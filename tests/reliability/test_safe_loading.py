@@ -7,7 +7,6 @@ opens it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -82,6 +81,7 @@ keras = pytest.importorskip("keras")
 from ckptcore.manifest import MANIFEST_NAME
 from ckptcore.adapters.keras import ModelCheckpoint, load_best, load_latest  # noqa: E402
 from ckptcore.errors import ConfigError, ManifestError  # noqa: E402
+from ckptcore.digest import bytes_digest
 
 
 def _model(with_lambda: bool = False):
@@ -135,8 +135,8 @@ def test_a_changed_file_is_refused_before_keras_opens_it(tmp_path):
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert hashlib.sha256(bytes(data)).hexdigest() not in (tmp_path / MANIFEST_NAME).read_text()
-    with pytest.raises(ManifestError, match="sha256 differs from the manifest"):
+    assert bytes_digest(bytes(data)) not in (tmp_path / MANIFEST_NAME).read_text()
+    with pytest.raises(ManifestError, match="digest differs from the manifest"):
         load_best(tmp_path)
 
 

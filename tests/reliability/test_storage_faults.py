@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import resource
@@ -28,6 +27,7 @@ from layout_helpers import leftovers
 from ckptcore import Checkpointer, CheckpointSaveError, Manifest
 from ckptcore.digest import digest
 from ckptcore.errors import CheckpointSaveWarning
+from ckptcore.digest import bytes_digest
 
 
 def _save(value: float, size: int = 4):
@@ -50,10 +50,10 @@ def _local_manifest(root) -> Manifest:
 
 
 def _assert_local_agrees(root) -> Manifest:
-    """Every entry of the local manifest is on disk with its size and sha256."""
+    """Every entry of the local manifest is on disk with its size and digest."""
     manifest = _local_manifest(root)
     for entry in manifest.entries:
-        assert digest(str(root / entry.path)) == (entry.size, entry.sha256), entry.path
+        assert digest(str(root / entry.path)) == (entry.size, entry.digest), entry.path
     assert leftovers(root) == [], "no staged file is left behind"
     return manifest
 
@@ -257,7 +257,7 @@ def test_a_secondary_whose_manifest_cannot_be_written_never_lists_what_it_lacks(
     flaky_fs.fail("pipe_file", 0, ConnectionError)
     assert flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}") == before
     remote_best = flaky_fs.fs.cat_file(f"{flaky_fs.url}/best.npy")
-    assert accounted(Manifest.from_json(before), "best.npy", hashlib.sha256(remote_best).hexdigest()), \
+    assert accounted(Manifest.from_json(before), "best.npy", lambda a: bytes_digest(remote_best, a)), \
         "the remote manifest still agrees with the remote file: it was not replaced"
     ck.close()
     assert np.load(tmp_path / "best.npy")[0] == 2.0
@@ -288,8 +288,8 @@ def test_retention_deletes_nothing_a_stored_manifest_still_lists(flaky_fs):
         _run(ck, range(2, 3))
     assert not flaky_fs.fs.exists(f"{flaky_fs.url}/w-3.npy")
     stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
-    w2 = hashlib.sha256(flaky_fs.fs.cat_file(f"{flaky_fs.url}/w-2.npy")).hexdigest()
-    assert accounted(stored, "w-2.npy", w2) and not stored.entries, "w-2 still held, as pending"
+    w2 = bytes_digest(flaky_fs.fs.cat_file(f"{flaky_fs.url}/w-2.npy"))
+    assert accounted(stored, "w-2.npy", lambda a: w2) and not stored.entries, "w-2 still held, as pending"
     assert flaky_fs.fs.exists(f"{flaky_fs.url}/w-2.npy"), "pruned while the stored manifest lists it"
     _run(ck, range(3, 4))
     ck.close()
@@ -312,7 +312,7 @@ def test_a_deferred_delete_spares_what_another_run_wrote_there_since(flaky_fs):
     stored = Manifest.from_json(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{MANIFEST_NAME}"))
     assert [(e.path, e.run_id) for e in stored.entries] == [("m-1.npy", b.run_id), ("m-3.npy", a.run_id)]
     for entry in stored.entries:
-        assert hashlib.sha256(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{entry.path}")).hexdigest() == entry.sha256
+        assert bytes_digest(flaky_fs.fs.cat_file(f"{flaky_fs.url}/{entry.path}")) == entry.digest
     assert not flaky_fs.fs.exists(f"{flaky_fs.url}/m-2.npy")
 
 
@@ -439,8 +439,8 @@ def test_a_full_store_reports_the_checkpoint(tmp_path, quota_fs):
     remote = Manifest.from_json(fs.cat_file(f"{quota_fs.url}/{MANIFEST_NAME}"))
     assert len(remote.entries) >= 1
     for entry in remote.entries:
-        assert digest(str(tmp_path / entry.path))[1] == hashlib.sha256(
-            fs.cat_file(f"{quota_fs.url}/{entry.path}")).hexdigest()
+        assert digest(str(tmp_path / entry.path))[1] == bytes_digest(
+            fs.cat_file(f"{quota_fs.url}/{entry.path}"))
     assert fs.used() <= quota_fs.quota
 
 
