@@ -181,7 +181,7 @@ class LocalBackend:
                 os.replace(staged, final)  # with the old file linked aside, this frees nothing
             finally:
                 if aside is not None:
-                    REAPER.submit(aside)  # the old copy's blocks (or, if the rename failed, a link)
+                    REAPER.submit(aside, self.root)  # the old copy's blocks (or, if the rename failed, a link)
             _fsync_dir(os.path.dirname(final))
             _drop_slot(staged)
         return final
@@ -207,7 +207,7 @@ class LocalBackend:
             _fsync_dir(os.path.dirname(final))
             os.replace(os.path.join(slot, ASIDE), os.path.join(slot, TRASH))
             _fsync_dir(slot)
-        REAPER.submit(slot)
+        REAPER.submit(slot, self.root)
 
     def put(self, src: str, relpath: str, info: CommitInfo) -> str:
         staged = self.stage(relpath)
@@ -240,7 +240,7 @@ class LocalBackend:
         if os.path.lexists(final):
             slot = new_slot(self.root, TRASH, relpath)
             os.replace(final, os.path.join(slot, os.path.basename(final)))
-            REAPER.submit(slot)  # its blocks are freed off this thread
+            REAPER.submit(slot, self.root)  # its blocks are freed off this thread
         safepath.rmdir_empty_parents(self.root, relpath)
 
     def read_bytes(self, relpath: str) -> bytes:
@@ -274,7 +274,7 @@ class LocalBackend:
         Returns:
             One line per thing done; problems are logged as warnings, never raised.
         """
-        REAPER.drain(EXIT_WAIT_SECONDS)  # this process's own removals finish before the root is tidied
+        REAPER.drain(EXIT_WAIT_SECONDS, self.root)  # this process's own removals here finish before the root is tidied
         try:
             make_layout(self.root)
             with self.lock():
@@ -304,7 +304,7 @@ class LocalBackend:
 
     def close(self) -> None:
         """Wait (a bounded time) for the space of replaced and deleted checkpoints to be freed."""
-        if not REAPER.drain(EXIT_WAIT_SECONDS):
+        if not REAPER.drain(EXIT_WAIT_SECONDS, self.root):
             log.warning("the space of replaced or deleted checkpoints is still being freed after %gs; "
                         "what is left is removed at the next open of %r", EXIT_WAIT_SECONDS, self.root or ".")
 

@@ -8,9 +8,11 @@ no time, and the slot is handed to the process's :class:`Reaper`, which removes 
 of its own.
 
 The slot is under ``ROOT/.ckptcore/staging``, never under a final name, so what is still being
-freed is never visible as a checkpoint. A process that exits leaves the reaper a bounded time
-to finish (:data:`EXIT_WAIT_SECONDS`); what it leaves, or what a killed process leaves, the next
-open of the root removes (:func:`ckptcore.backends.local_layout.recover` and ``sweep``).
+freed is never visible as a checkpoint. Each root's slots are removed on a thread of their
+own, and a root's ``close`` or next open waits for that root's slots only, not for another
+root's. A process that exits leaves the reaper a bounded time to finish
+(:data:`EXIT_WAIT_SECONDS`); what it leaves, or what a killed process leaves, the next open of
+the root removes (:func:`ckptcore.backends.local_layout.recover` and ``sweep``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import shutil
 import threading
-from collections import deque
+from collections import Counter, deque
 
 __all__ = ["EXIT_WAIT_SECONDS", "REAPER", "Reaper"]
 
@@ -30,49 +32,59 @@ EXIT_WAIT_SECONDS = 30.0
 
 
 class Reaper:
-    """A daemon thread removing the directories handed to it, in order."""
+    """Daemon threads removing the staging slots handed to them: one thread per root, each in
+    order, so a slow removal on one root never holds up another's."""
 
     def __init__(self) -> None:
         self._reset()
 
     def _reset(self) -> None:
-        """Start empty: at construction, and in a forked child (which has no reaper thread; its
-        parent's keeps freeing what it was handed)."""
-        self._todo: deque[str] = deque()
+        """Start empty: at construction, and in a forked child (which has no reaper threads; its
+        parent's keep freeing what they were handed)."""
         self._cond = threading.Condition()
-        self._busy = 0
-        self._thread: threading.Thread | None = None
+        self._todo: dict[str, deque[str]] = {}  # root -> slots to remove, in order
+        self._busy: Counter[str] = Counter()  # root -> slots handed over, not yet removed
+        self._threads: dict[str, threading.Thread] = {}
 
-    def submit(self, path: str) -> None:
-        """Remove ``path`` (a staging slot) soon, on the reaper's thread."""
+    def submit(self, path: str, root: str = "") -> None:
+        """Remove ``path`` (a staging slot of ``root``) soon, on that root's reaper thread."""
+        root = os.path.realpath(root or ".")
         with self._cond:
-            self._todo.append(path)
-            self._busy += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="ckptcore-reaper", daemon=True)
-                self._thread.start()
+            self._todo.setdefault(root, deque()).append(path)
+            self._busy[root] += 1
+            thread = self._threads.get(root)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._run, args=(root,), name="ckptcore-reaper", daemon=True)
+                self._threads[root] = thread
+                thread.start()
             self._cond.notify_all()
 
-    def drain(self, timeout: float | None = None) -> bool:
-        """Wait until everything handed over so far is removed.
+    def drain(self, timeout: float | None = None, root: str | None = None) -> bool:
+        """Wait until everything handed over so far (for ``root``, when given) is removed.
 
         Args:
             timeout: Seconds to wait at most (None: as long as it takes).
+            root: Wait for this root's slots only; None: for every root's.
 
         Returns:
-            Whether the reaper is idle.
+            Whether nothing (of ``root``) is left to remove.
         """
+        if root is None:
+            with self._cond:
+                return self._cond.wait_for(lambda: not +self._busy, timeout)
+        key = os.path.realpath(root or ".")  # the same directory, however it was named
         with self._cond:
-            return self._cond.wait_for(lambda: self._busy == 0, timeout)
+            return self._cond.wait_for(lambda: self._busy[key] <= 0, timeout)
 
-    def _run(self) -> None:
+    def _run(self, root: str) -> None:
         while True:
             with self._cond:
-                if not self._cond.wait_for(lambda: bool(self._todo), timeout=60.0):
-                    if self._thread is threading.current_thread():
-                        self._thread = None
+                if not self._cond.wait_for(lambda: bool(self._todo.get(root)), timeout=60.0):
+                    if self._threads.get(root) is threading.current_thread():  # idle: end
+                        del self._threads[root]
+                        self._todo.pop(root, None)
                     return
-                path = self._todo.popleft()
+                path = self._todo[root].popleft()
             try:
                 shutil.rmtree(path)
             except FileNotFoundError:
@@ -81,7 +93,7 @@ class Reaper:
                 log.warning("could not remove %r: %s (removed at the next open of its root)", path, exc)
             finally:
                 with self._cond:
-                    self._busy -= 1
+                    self._busy[root] -= 1
                     self._cond.notify_all()
 
 

@@ -4,7 +4,7 @@ Every version gets the aliases ``latest`` and ``epoch_N`` (N 1-based, as in the 
 ``epoch_N_batch_M`` too for mid-epoch saves) and ``best`` when the checkpoint improved the
 monitored value. W&B moves an alias to the newest version that receives it, so older versions
 lose ``latest`` and ``best`` as training goes on. The metadata holds the epoch, the global
-step, the metrics, the monitored value and the checkpoint's SHA-256.
+step, the metrics, the monitored value and the checkpoint's digest.
 
 No staging copy: W&B copies every file it is given into its staging area unless the file is
 declared immutable. A committed checkpoint never changes in place (the local backend writes a

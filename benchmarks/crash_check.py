@@ -62,14 +62,19 @@ def _recorded(record: Any) -> Any:
     return get("digest") or get("sha256")
 
 
-def _same(path: str, size: int | None, recorded: Any) -> bool:
-    """Whether the checkpoint at ``path`` has ``size`` (unless None) and the ``recorded`` digest."""
+def _same(path: str, size: int | None, recorded: Any, seen: dict | None = None) -> bool:
+    """Whether the checkpoint at ``path`` has ``size`` (unless None) and the ``recorded`` digest;
+    ``seen`` keeps the digests computed so far (one hash per file and algorithm)."""
     from ckptcore.digest import digest
 
     if not recorded:
         return False
     # An older ckptcore records bare SHA-256 hex, and its digest() returns the same.
-    found = digest(path, recorded.split(":", 1)[0]) if ":" in recorded else digest(path)
+    algorithm = recorded.split(":", 1)[0] if ":" in recorded else None
+    seen = {} if seen is None else seen
+    if (path, algorithm) not in seen:
+        seen[path, algorithm] = digest(path) if algorithm is None else digest(path, algorithm)
+    found = seen[path, algorithm]
     return found[1] == recorded and size in (None, found[0])
 
 
@@ -90,10 +95,10 @@ def _own_unaccounted(root: str) -> list[str]:
     problems = []
     for name in _final_names(root):
         path = os.path.join(root, name)
-        entry = entries.get(name)
-        if entry is not None and _same(path, entry.size, _recorded(entry)):
+        entry, seen = entries.get(name), {}
+        if entry is not None and _same(path, entry.size, _recorded(entry), seen):
             continue
-        if any(_same(path, None, d) for d in pending.get(name, ())):
+        if any(_same(path, None, d, seen) for d in pending.get(name, ())):
             continue
         why = "not in the manifest" if entry is None else "its bytes are not the ones the manifest lists"
         problems.append(f"{name}: under a final name, {why}")

@@ -14,7 +14,10 @@ model size, interleaved in rounds so that the shared machine's load hits each th
   ``model.save`` (no fsync);
 * **back to back**: fits with 2 steps per epoch and a save at every epoch end (the writer
   cannot rest between saves), for Keras's ``ModelCheckpoint`` and ckptcore's callback, sync
-  and async, with the time the writer spends on each save (``Committer.save``).
+  and async, with the time the writer spends on each save (``Committer.save``); their
+  reference, a raw ``write`` + ``fsync`` as many times in a row into kept files, just before
+  and just after each round's fits (the disk's sustained rate, well below its burst rate on a
+  virtual disk).
 """
 
 from __future__ import annotations
@@ -134,8 +137,15 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _raw_back_to_back(data: bytes, folder: str, tag: str, saves: int) -> list[float]:
+    """``saves`` raw write + fsync of ``data`` into new files in a row, kept, nothing between:
+    the disk's sustained rate, the reference for saves back to back."""
+    os.sync()
+    return [_raw_write_fsync(data, folder, f"b2b-{tag}-{i}", keep=True) for i in range(saves)]
+
+
 def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], rounds: int,
-                   repeats: int = 3) -> list[dict[str, Any]]:
+                   repeats: int = 3, saves: int = 5) -> list[dict[str, Any]]:
     """The references and the back-to-back fits; one record for each, then the references.
 
     Args:
@@ -144,6 +154,7 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
         fit: ``fit(contender)`` runs one back-to-back fit and returns its record.
         rounds: Rounds of references and fits.
         repeats: Single saves of each kind per round.
+        saves: Saves in one back-to-back fit (its epochs), and raw writes in a row around them.
     """
     folder = ctx.fresh("limits")
     keras_file = os.path.join(folder, "reference.keras")
@@ -154,7 +165,7 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
     target = np.empty_like(state)
     target[:] = 0  # paged in, as reused host buffers are
     refs: dict[str, list[float]] = {key: [] for key in (
-        "raw_write_fsync_s", "raw_write_fsync_kept_s", "memory_copy_s", "blake3_s", "sha256_s", "crc32_s", "s3_put_s",
+        "raw_write_fsync_s", "raw_write_fsync_kept_s", "raw_write_fsync_b2b_s", "memory_copy_s", "blake3_s", "sha256_s", "crc32_s", "s3_put_s",
         "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s")}
     records = []
     for round_ in range(rounds):
@@ -171,12 +182,17 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
             refs["s3_put_s"].append(_raw_s3_put(keras_file, ctx, round_))
         names = B2B_CONTENDERS + ((B2B_S3,) if ctx.s3_bucket else ())
         order = names[round_ % len(names):] + names[: round_ % len(names)]
+        # The disk's sustained rate drifts over minutes on a thin-provisioned disk: measured just
+        # before and just after the round's fits, in their regime (in a row, files kept).
+        refs["raw_write_fsync_b2b_s"] += _raw_back_to_back(data, folder, f"{round_}-before", saves)
         for name in order:
             WRITER_S.clear()
             record = fit(name)
             record.update(scenario="b2b", round=round_, writer_s=list(WRITER_S),
                           writer_median_s=_median(WRITER_S[1:] or WRITER_S))
             records.append(record)
+        refs["raw_write_fsync_b2b_s"] += _raw_back_to_back(data, folder, f"{round_}-after", saves)
+        _settled(folder)
     summary: dict[str, Any] = {"scenario": "limits", "contender": "reference", "file_mb": len(data) / 1e6,
                                "steps_per_epoch": B2B_STEPS, "rounds": rounds}
     for key, values in refs.items():

@@ -55,10 +55,16 @@ def _raw(ref: dict[str, Any]) -> float | None:
     return statistics.median(values) if values else ref.get("raw_write_fsync_median_s")
 
 
+def _sustained(ref: dict[str, Any]) -> float | None:
+    """The median raw write + fsync in a row into kept files (the back-to-back reference); runs
+    from before it existed fall back to the kept files written one at a time."""
+    return ref.get("raw_write_fsync_b2b_median_s") or ref.get("raw_write_fsync_kept_median_s") or _raw(ref)
+
+
 def _limit_targets(records: list[dict]) -> list[dict[str, Any]]:
     ref = _reference(records)
     raw = _raw(ref)
-    kept = ref.get("raw_write_fsync_kept_median_s") or raw
+    sustained = _sustained(ref)
     size = f"{ref['state_mb']:.0f} MB model, {ref['file_mb']:.0f} MB file" if ref else "model"
     sync = ref.get("single_ckpt_sync_median_s") or _b2b(records, "ckpt_sync")
     keras_ = ref.get("single_keras_save_median_s") or _b2b(records, "keras")
@@ -73,9 +79,11 @@ def _limit_targets(records: list[dict]) -> list[dict[str, Any]]:
                 f"interleaved, one process, {size}"),
         _target("sync .keras save vs keras model.save", _ratio(sync, keras_), 1.0,
                 "the same single saves: Keras's model.save (no fsync)"),
-        _target("writer sustained throughput vs raw write+fsync", _ratio(kept, _b2b(records, "ckpt_async", "writer_s")),
-                0.85, f"raw time / the writer's median time per save, saves back to back ({steps} steps per epoch); "
-                "raw: files kept, as the fits keep their checkpoints", at_least=True),
+        _target("writer sustained throughput vs raw write+fsync",
+                _ratio(sustained, _b2b(records, "ckpt_async", "writer_s")), 0.85,
+                f"raw time / the writer's median time per save, saves back to back ({steps} steps per epoch); "
+                "raw: as many write+fsync in a row into kept files, just before and after each round's fits",
+                at_least=True),
         _target("back-to-back blocked per save vs keras ModelCheckpoint",
                 _ratio(_b2b(records, "ckpt_async"), keras_), 0.35,
                 f"{steps} steps per epoch, a save at each: the writer never rests, back-pressure included"),
@@ -163,9 +171,11 @@ def _references_table(records: list[dict]) -> list[str]:
                                                     "sha256_median_s", "crc32_median_s"))
     raw = _raw(ref)
     kept = ref.get("raw_write_fsync_kept_median_s") or raw
+    sustained = _sustained(ref)
     rows = [("memory copy into a reused buffer", copy, None),
             ("raw write + fsync, file removed after (its blocks reused)", raw, None),
-            ("raw write + fsync, files kept (fresh blocks each time, as in the fits)", kept, None),
+            ("raw write + fsync, files kept (fresh blocks each time), one at a time from a settled disk", kept, None),
+            ("raw write + fsync, files kept, in a row (the disk's sustained rate, as in the fits)", sustained, None),
             ("BLAKE3 of the bytes, one core (the digest ckptcore records)", b3, None),
             ("SHA-256 of the bytes, one core (hashlib; older manifests' digest)", sha, None),
             ("CRC-32 of the bytes, one core (zlib; every zip member has one)", crc, None),
@@ -174,8 +184,9 @@ def _references_table(records: list[dict]) -> list[str]:
             ("single save: ckptcore sync (write, hash, fsync, rename, manifest)",
              ref.get("single_ckpt_sync_median_s"), raw)]
     rows += [(f"back to back, {LABELS.get(n, n)}: {what}", _b2b(records, n, key), base)
-             for n, key, what, base in (("keras", "blocked_s", "save", kept), ("ckpt_sync", "blocked_s", "save", kept),
-                                        ("ckpt_async", "writer_s", "writer per save", kept),
+             for n, key, what, base in (("keras", "blocked_s", "save", sustained),
+                                        ("ckpt_sync", "blocked_s", "save", sustained),
+                                        ("ckpt_async", "writer_s", "writer per save", sustained),
                                         ("ckpt_async", "blocked_s", "blocked per save", copy),
                                         ("ckpt_async_s3", "writer_s", "writer per save", put))]
     lines = [f"### Physical references and back-to-back saves ({mb:.0f} MB file, {ref['steps_per_epoch']} steps "
@@ -188,8 +199,9 @@ def _references_table(records: list[dict]) -> list[str]:
         lines.append(f"| {label} | {seconds * 1e3:.0f} | {mb / seconds:.0f} | {versus} |")
     return ["", *lines, "", "References: a single save against raw write + fsync into reused blocks (ckptcore keeps "
             "the last checkpoint only, so each save reuses the blocks of the one before, as the raw "
-            "write and Keras's removed files do), a save inside a fit against raw write + fsync into "
-            "kept files, the time blocked against the memory copy, an S3 upload against the raw S3 "
+            "write and Keras's removed files do), a save inside a fit against as many raw write + fsync "
+            "in a row into kept files, measured just before and after each round's fits, the time blocked "
+            "against the memory copy, an S3 upload against the raw S3 "
             "upload. Single saves run one at a time from a settled disk; the back-to-back rows are "
             "saves inside fits with 2 steps per epoch, every checkpoint kept. "
             "A hashed save cannot beat the slower of raw write + fsync and the digest of its bytes."]

@@ -192,7 +192,7 @@ def limits(args: argparse.Namespace, ctx: Context) -> None:
         _cleanup(ctx, keep="limits")
         return record
 
-    for record in limits_.measure_limits(ctx, model, fit, args.rounds):
+    for record in limits_.measure_limits(ctx, model, fit, args.rounds, saves=args.epochs):
         record.setdefault("state_mb", models.state_bytes(model) / 1e6)
         record.setdefault("target_mb", args.size)
         _emit(args.out, record)

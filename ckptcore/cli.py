@@ -182,6 +182,8 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
     algorithm = DEFAULT if entry.digest is None else algorithm_of(entry.digest)
     try:
         found = hashed(algorithm)
+    except ModuleNotFoundError as exc:  # a blake3 digest where the blake3 package is missing
+        return "UNVERIFIED", _one_line(exc)
     except OSError as exc:
         return "BAD", f"cannot be read: {_one_line(exc)}"
     if found is None:
@@ -202,7 +204,7 @@ def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
 
         try:
             in_progress = accounted(root.manifest, entry.path, digest_of)
-        except OSError as exc:
+        except (OSError, ModuleNotFoundError) as exc:
             return "BAD", f"cannot be read: {_one_line(exc)}"
         if in_progress:
             return "ok", f"{human_size(size)} (a save in progress: its pending record holds this digest)"

@@ -159,6 +159,9 @@ def written_digest(result: Any, path: str) -> tuple[int, str]:
         path: Where it wrote.
     """
     if isinstance(result, Digest) and not os.path.isdir(path) and os.path.getsize(path) == result.size:
-        algorithm_of(result.digest)  # a malformed one is a bug of the write function
+        try:
+            algorithm_of(result.digest)
+        except ValueError as exc:  # a bug of the write function, not a storage fault
+            raise ValueError(f"the write function returned {result!r} for {path!r}: {exc}") from None
         return result.size, result.digest
     return digest(path)

@@ -5,8 +5,9 @@ It is stored at :data:`MANIFEST_NAME` under the root (see :mod:`ckptcore.layout`
 Version 2 records each checkpoint's digest with its algorithm (``digest``:
 ``"blake3:<hex>"``, see :mod:`ckptcore.digest`). A version-1 manifest held bare SHA-256 hex
 under ``sha256`` (and ``replaces``); it is read as version 2, its digests ``"sha256:<hex>"``,
-and written back as version 2. A ckptcore that knows only version 1 refuses a version-2
-manifest ("upgrade ckptcore") instead of misreading it.
+and written back as version 2. A ckptcore that knows only version 1 refuses to open a root
+with a version-2 manifest ("upgrade ckptcore") instead of misreading it (one already saving
+there sets it aside at its next save: stop older writers of a root before upgrading).
 """
 
 from __future__ import annotations
@@ -49,20 +50,41 @@ def _check_relative(value: str) -> str:
     return value
 
 
-def _legacy_digest(value: Any) -> Any:
-    """A version-1 digest (bare SHA-256 hex) as ``"sha256:<hex>"``; anything else unchanged."""
-    return f"sha256:{value}" if isinstance(value, str) and ":" not in value else value
+def _legacy_digest(value: Any, where: str) -> Any:
+    """A version-1 digest (bare SHA-256 hex) as ``"sha256:<hex>"``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower()):
+        raise ValueError(f"{where}: version-1 sha256 {value!r} is not 64 hex digits")
+    return f"sha256:{value.lower()}"
 
 
-def _from_version_1(data: Any, *fields: str) -> Any:
-    """``data`` with version 1's ``sha256`` as ``digest`` and its bare hex digests prefixed."""
-    if not isinstance(data, dict) or "digest" in data:
+def _entry_from_version_1(data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
         return data
     data = dict(data)
-    data["digest"] = _legacy_digest(data.pop("sha256", None))
-    for name in fields:
-        if name in data:
-            data[name] = _legacy_digest(data[name])
+    data["digest"] = _legacy_digest(data.pop("sha256", None), f"{where}.sha256")
+    return data
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 manifest's data in version 2's form: ``sha256`` becomes ``digest``, and its
+    bare SHA-256 hex (and ``replaces``) ``"sha256:<hex>"``."""
+    data = dict(data)
+    if isinstance(data.get("entries"), list):
+        data["entries"] = [_entry_from_version_1(e, f"entries.{i}") for i, e in enumerate(data["entries"])]
+    if isinstance(data.get("pending"), list):
+        records = []
+        for i, record in enumerate(data["pending"]):
+            where = f"pending.{i}"
+            record = _entry_from_version_1(record, where)
+            if isinstance(record, dict):
+                record["replaces"] = _legacy_digest(record.get("replaces"), f"{where}.replaces")
+                for name in ("entry", "previous"):
+                    if record.get(name) is not None:
+                        record[name] = _entry_from_version_1(record[name], f"{where}.{name}")
+            records.append(record)
+        data["pending"] = records
     return data
 
 
@@ -92,11 +114,6 @@ class ManifestEntry(BaseModel):
     created_at: str = Field(default_factory=_now)
     run_id: str = Field(default="", description="The engine session that wrote it")
     backends: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _version_1(cls, data: Any) -> Any:
-        return _from_version_1(data)
 
     @field_validator("digest")
     @classmethod
@@ -148,11 +165,6 @@ class PendingRecord(BaseModel):
     )
     created_at: str = Field(default_factory=_now)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _version_1(cls, data: Any) -> Any:
-        return _from_version_1(data, "replaces")
-
     @field_validator("digest", "replaces")
     @classmethod
     def _digest_form(cls, value: Optional[str]) -> Optional[str]:
@@ -184,6 +196,14 @@ class Manifest(BaseModel):
         default_factory=list, description="Changes written before they were made; see ckptcore.pending"
     )
     updated_at: str = Field(default_factory=_now)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1(cls, data: Any) -> Any:
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version < 2:
+            return _from_version_1(data)
+        return data
 
     @field_validator("version")
     @classmethod

@@ -335,7 +335,7 @@ def write_weights_h5(target: Record, path: str) -> Digest:
     """Write ``target`` as a ``.weights.h5`` file at ``path`` (what ``save_weights`` writes).
 
     Returns:
-        The file's size and SHA-256, computed while writing it.
+        The file's size and digest, computed while writing it.
     """
     image = weights_image(target)
     with HashingFile(path, stable_buffers=True) as out:
@@ -351,7 +351,7 @@ def write_keras_archive(target: Record, path: str) -> Digest:
     weights member's CRC-32 after its data), hashed as it is written.
 
     Returns:
-        The archive's size and SHA-256, computed while writing it.
+        The archive's size and digest, computed while writing it.
     """
     saving_lib = _saving_lib()
     if target.config_json is None or target.metadata_json is None:

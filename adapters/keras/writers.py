@@ -1,7 +1,7 @@
 """Synchronous Keras saves in one pass: the file streamed from the model's memory, hashed as written.
 
 ``model.save`` and ``model.save_weights`` let h5py write the file (where a full disk can crash
-the process inside HDF5), and the commit then reads the file back for its SHA-256. The writers
+the process inside HDF5), and the commit then reads the file back for its digest. The writers
 here instead walk the model as Keras's saving does, taking each array's memory as it is (a view
 where the backend allows, no copy) and write the same ``.keras``, ``.weights.h5`` or legacy
 ``.h5`` file through Python's own writes, returning its :class:`ckptcore.digest.Digest`. A write

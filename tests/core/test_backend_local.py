@@ -63,7 +63,7 @@ def test_a_replaced_file_is_freed_off_the_committing_thread(tmp_path, monkeypatc
     from ckptcore.backends import local_reaper
 
     handed: list[str] = []
-    monkeypatch.setattr(local_reaper.REAPER, "submit", handed.append)
+    monkeypatch.setattr(local_reaper.REAPER, "submit", lambda path, root="": handed.append(path))
     backend = LocalBackend(str(tmp_path))
     for text in ("one", "two"):
         staged = backend.stage("w.npy")
@@ -298,7 +298,7 @@ def test_a_delete_is_gone_at_once_and_freed_by_the_reaper(tmp_path, monkeypatch)
     _write_file(staged, "data")
     backend.commit(staged, "w.npy", {})
     handed: list[str] = []
-    monkeypatch.setattr(local_reaper.REAPER, "submit", handed.append)
+    monkeypatch.setattr(local_reaper.REAPER, "submit", lambda path, root="": handed.append(path))
     backend.delete("w.npy")
     assert not (tmp_path / "w.npy").exists(), "the final name goes with the delete"
     [slot] = handed
@@ -316,7 +316,7 @@ def test_a_swapped_out_directory_left_to_the_reaper_never_comes_back(tmp_path, m
     from ckptcore.backends import local_reaper
 
     handed: list[str] = []
-    monkeypatch.setattr(local_reaper.REAPER, "submit", handed.append)  # the reaper never runs
+    monkeypatch.setattr(local_reaper.REAPER, "submit", lambda path, root="": handed.append(path))  # the reaper never runs
     backend = LocalBackend(str(tmp_path))
     for version in ("v1", "v2"):
         staged = backend.stage("model")
@@ -370,3 +370,40 @@ def test_a_forked_child_starts_with_an_idle_reaper(tmp_path, monkeypatch):
         pytest.fail("the forked child hung in the reaper")
     assert os.waitstatus_to_exitcode(waited[1]) == 0, "the child waited for its parent's reaper"
     assert local_reaper.REAPER.drain(timeout=30) and not slot.exists()
+
+
+def test_closing_or_opening_a_root_waits_for_its_own_removals_only(tmp_path, monkeypatch):
+    """The reaper is shared by every root of the process; a root's close and next open wait for
+    the slots of that root, not for a slow removal on another root."""
+    import threading
+    import time
+
+    from ckptcore.backends import local_reaper
+
+    release = threading.Event()
+    real_rmtree = local_reaper.shutil.rmtree
+
+    def slow_for_a(path):
+        if "root-a" in path:
+            release.wait(30)
+        real_rmtree(path)
+
+    monkeypatch.setattr(local_reaper.shutil, "rmtree", slow_for_a)
+    backends = {}
+    for name in ("root-a", "root-b"):
+        backend = backends[name] = LocalBackend(str(tmp_path / name))
+        backend.prepare()
+        for text in ("one", "two"):  # the second commit hands the first copy to the reaper
+            staged = backend.stage("w.npy")
+            _write_file(staged, text)
+            backend.commit(staged, "w.npy", {})
+    try:
+        start = time.monotonic()
+        backends["root-b"].close()
+        LocalBackend(str(tmp_path / "root-b")).prepare()  # another backend object, the same root
+        assert time.monotonic() - start < 5, "root-b waited for root-a's removal"
+        assert not local_reaper.REAPER.drain(timeout=0.2, root=os.path.realpath(tmp_path / "root-a"))
+    finally:
+        release.set()
+    backends["root-a"].close()
+    assert _leftovers(tmp_path / "root-a") == [] and _leftovers(tmp_path / "root-b") == []

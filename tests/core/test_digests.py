@@ -178,6 +178,41 @@ def test_a_manifest_with_a_malformed_digest_is_refused_naming_the_field(entry_di
     assert "run/manifest" in str(info.value) and "64 lowercase hex digits" in str(info.value)
 
 
+def test_a_version_1_manifest_with_a_malformed_sha256_is_refused_naming_it():
+    text = json.dumps({"format": "ckptcore.manifest", "version": 1, "entries": [
+        {"name": "a.npy", "path": "a.npy", "size": 1, "sha256": "zz"}]})
+    with pytest.raises(ManifestError, match=r"entries\.0\.sha256: version-1 sha256 'zz' is not 64 hex digits"):
+        Manifest.from_json(text)
+
+
+def test_a_version_2_record_with_bare_hex_is_refused():
+    """Only a version-1 manifest's digests are read as SHA-256 hex; in version 2 they are malformed."""
+    text = json.dumps({"format": "ckptcore.manifest", "version": 2, "entries": [], "pending": [
+        {"path": "a.npy", "digest": None, "replaces": "ab" * 32}]})
+    with pytest.raises(ManifestError, match=r"pending\.0\.replaces"):
+        Manifest.from_json(text)
+
+
+def test_a_write_function_returning_a_malformed_digest_is_named(tmp_path):
+    from ckptcore.digest import Digest, written_digest
+
+    (tmp_path / "f").write_bytes(b"abc")
+    with pytest.raises(ValueError, match=r"the write function returned Digest\(size=3, digest='ab'\)"):
+        written_digest(Digest(3, "ab"), str(tmp_path / "f"))
+
+
+def test_verify_without_the_blake3_package_reports_unverified_not_a_traceback(tmp_path, monkeypatch):
+    from ckptcore import digest as digest_module
+
+    root = str(tmp_path / "run")
+    with Checkpointer(os.path.join(root, "w-{epoch}.npy"), write=_write, monitor="loss") as ck:
+        ck.on_epoch_end(0, {"loss": 0.5})
+    monkeypatch.setattr(digest_module, "_blake3", None)
+    result = runner.invoke(app, ["verify", root])
+    assert result.exit_code == 1 and not isinstance(result.exception, ModuleNotFoundError), result.output
+    assert "UNVERIFIED" in result.stderr and "pip install blake3" in result.stderr, result.output
+
+
 def test_a_newer_manifest_version_is_refused_with_upgrade_advice():
     with pytest.raises(ManifestError, match="manifest version 3 is newer than this ckptcore understands .2.; upgrade"):
         Manifest.from_json(json.dumps({"format": "ckptcore.manifest", "version": 3, "entries": []}))
