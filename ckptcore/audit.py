@@ -7,8 +7,9 @@ path holding its digest.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Callable
+from typing import Any
 
 from ckptcore.digest import DEFAULT, algorithm_of, bytes_digest, digest, stream_digest, tree_digest
 from ckptcore.manifest import Manifest
@@ -118,14 +119,5 @@ def unaccounted(target: Any) -> list[str]:
         backend = target
     manifest = load_manifest(backend) or Manifest()
     root = backend.root
-    def hashed_once(path: str) -> Callable[[str], str | None]:
-        seen: dict[str, str | None] = {}
-
-        def digest_of(algorithm: str) -> str | None:
-            if algorithm not in seen:
-                seen[algorithm] = digest_under(backend, path, algorithm)
-            return seen[algorithm]
-
-        return digest_of
-
-    return sorted(p for p in checkpoint_paths(root, manifest) if not accounted(manifest, p, hashed_once(p)))
+    return sorted(p for p in checkpoint_paths(root, manifest)  # each algorithm hashes a path once
+                  if not accounted(manifest, p, functools.cache(lambda algorithm, p=p: digest_under(backend, p, algorithm))))

@@ -29,16 +29,13 @@ from typing import Annotated, Any, Optional, Sequence
 import typer
 from rich.console import Console
 
-from ckptcore.audit import stored_digest
-from ckptcore.digest import DEFAULT, algorithm_of
 from ckptcore.table import checkpoint_table, entry_row, human_age, human_size, printable
 from ckptcore.errors import CkptcoreError
 from ckptcore.manifest import MANIFEST_NAME, Manifest, ManifestEntry
-from ckptcore.pending import accounted
 from ckptcore.store import delete_checkpoints, load_settled, root_of_manifest
 from ckptcore.pruning import select_deletions
 from ckptcore.retention import RetentionPolicy
-from ckptcore.safepath import digest_below
+from ckptcore.verification import check_entry, one_line as _one_line
 
 __all__ = ["Root", "app", "checkpoint_table", "human_age", "human_size", "main", "open_root"]
 
@@ -147,11 +144,6 @@ def open_root(root: str, storage_options: dict[str, Any] | None = None) -> Root:
     return Root(root, backend, manifest)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 #: The width of piped output: wider than any table (names are at most 255 bytes), so none is cut.
 _PIPED_WIDTH = 10_000
 
@@ -167,55 +159,8 @@ def _console() -> tuple[Console, int | None]:
     return Console(file=sys.stdout, width=_PIPED_WIDTH), None
 
 
-# -- verifying ------------------------------------------------------------------------------------
 def _check(root: Root, entry: ManifestEntry) -> tuple[str, str]:
-    """Return ``(status, detail)`` with status ``ok``, ``BAD``, ``MISSING`` or ``UNVERIFIED``.
-
-    A local checkpoint is read without following any symbolic link below the root: a link
-    there (or inside a directory checkpoint) is ``BAD``, never vouched for.
-    """
-    def hashed(algorithm: str) -> tuple[int, str] | None:
-        if root.is_local:
-            return digest_below(root.backend.root, entry.path, algorithm)
-        return stored_digest(root.backend, entry.path, algorithm)  # streamed through fsspec
-
-    algorithm = DEFAULT if entry.digest is None else algorithm_of(entry.digest)
-    try:
-        found = hashed(algorithm)
-    except ModuleNotFoundError as exc:  # a blake3 digest where the blake3 package is missing
-        return "UNVERIFIED", _one_line(exc)
-    except OSError as exc:
-        return "BAD", f"cannot be read: {_one_line(exc)}"
-    if found is None:
-        return "MISSING", "listed in the manifest but not found"
-    size, value = found
-    if entry.digest is None:
-        if size != entry.size:  # no digest to compare, but the size alone says these are other bytes
-            return "BAD", f"{size} bytes != manifest {entry.size} bytes (the manifest records no digest)"
-        return "UNVERIFIED", "the manifest records no digest, so nothing vouches for these bytes"
-    if value != entry.digest:
-        seen = {algorithm: value}
-
-        def digest_of(other: str) -> str | None:
-            if other not in seen:
-                again = hashed(other)
-                seen[other] = None if again is None else again[1]
-            return seen[other]
-
-        try:
-            in_progress = accounted(root.manifest, entry.path, digest_of)
-        except (OSError, ModuleNotFoundError) as exc:
-            return "BAD", f"cannot be read: {_one_line(exc)}"
-        if in_progress:
-            return "ok", f"{human_size(size)} (a save in progress: its pending record holds this digest)"
-        return "BAD", (f"{algorithm} {_short(value)} != manifest {_short(entry.digest)} "
-                       f"({size} vs {entry.size} bytes)")
-    return "ok", human_size(size)
-
-
-def _short(value: str) -> str:
-    """The first 12 hex digits of a digest, for a one-line message."""
-    return value.split(":", 1)[-1][:12] + "…"
+    return check_entry(root.backend, root.manifest, entry, local=root.is_local)
 
 
 # -- commands -------------------------------------------------------------------------------------

@@ -54,9 +54,12 @@ def _legacy_digest(value: Any, where: str) -> Any:
     """A version-1 digest (bare SHA-256 hex) as ``"sha256:<hex>"``."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower()):
-        raise ValueError(f"{where}: version-1 sha256 {value!r} is not 64 hex digits")
-    return f"sha256:{value.lower()}"
+    prefixed = f"sha256:{value.lower()}" if isinstance(value, str) else value
+    try:
+        algorithm_of(prefixed)
+    except ValueError:
+        raise ValueError(f"{where}: version-1 sha256 {value!r} is not 64 hex digits") from None
+    return prefixed
 
 
 def _entry_from_version_1(data: Any, where: str) -> Any:
