@@ -8,8 +8,7 @@ a lost best.
 Every kill must leave loadable checkpoints and a manifest that lists only what the disk holds.
 That every final-name file is also accounted for (no window between a rename and the manifest
 write that records it, no best withdrawn before its replacement) is what the commit protocol
-with pending records provides; until ckptcore has ``ckptcore.audit``, kills that hit such a
-window are reported as an expected failure with their count.
+with pending records provides, and is asserted too.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from benchmarks.crash_check import check_root  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and a fork server need POSIX")
 HAS_KERAS = importlib.util.find_spec("keras") is not None
-HAS_AUDIT = importlib.util.find_spec("ckptcore.audit") is not None
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +141,4 @@ def test_every_final_name_file_is_accounted_for_and_no_best_is_lost(campaign):
     failed = {s.scenario: (s.by_kind["unaccounted"], s.by_kind["lost_best"]) for s in campaign
               if s.by_kind["unaccounted"] or s.by_kind["lost_best"]}
     examples = [e for s in campaign for e in s.examples if not e.startswith(("corrupt", "lie"))]
-    if failed and not HAS_AUDIT:
-        pytest.xfail(f"the manifest does not account for every final-name file yet "
-                     f"((unaccounted, lost best) kills per scenario: {failed}); e.g. {examples[:2]}")
-    assert not failed, json.dumps(examples, indent=1)
+    assert not failed, f"(unaccounted, lost best) kills per scenario: {failed}; " + json.dumps(examples, indent=1)
