@@ -7,7 +7,8 @@ produce the same ``.keras`` or ``.weights.h5`` file Keras writes. Training steps
 call never reach that file.
 
 Host buffers are kept between saves and reused (``np.copyto`` into arrays already paged in), so
-a steady-state save costs one memory copy of the state. A buffer set is handed back when its
+a steady-state save costs one memory copy of the state, which large arrays spread over the
+cores (:mod:`ckptcore.adapters.keras.hostcopy`). A buffer set is handed back when its
 write finishes; with the engine's back-pressure that means one set per pending save.
 
 The writes stream each array from its host buffer into the file, hashed as written
@@ -30,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ckptcore.adapters.keras.hostcopy import ParallelCopy
 from ckptcore.warn import warn
 
 __all__ = ["HostBuffers", "KerasSnapshot", "host_array"]
@@ -101,10 +103,16 @@ def _backend_view(value: Any) -> np.ndarray | None:
 
 
 class HostBuffers:
-    """One snapshot's host arrays, keyed by ``(group path, key)``, reused from save to save."""
+    """One snapshot's host arrays, keyed by ``(group path, key)``, reused from save to save.
+
+    :meth:`capture` may leave a large copy running on other cores
+    (:class:`ckptcore.adapters.keras.hostcopy.ParallelCopy`); :meth:`settle` waits for them, and
+    the arrays hold the snapshot only after it returns.
+    """
 
     def __init__(self) -> None:
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
+        self._copies = ParallelCopy()
 
     @property
     def nbytes(self) -> int:
@@ -112,7 +120,10 @@ class HostBuffers:
         return sum(int(a.nbytes) for a in self._arrays.values())
 
     def capture(self, slot: tuple[str, str], value: Any) -> np.ndarray:
-        """Copy ``value`` into the buffer for ``slot`` (allocated on first use) and return it."""
+        """Copy ``value`` into the buffer for ``slot`` (allocated on first use) and return it.
+
+        ``value`` must not change until :meth:`settle` returns.
+        """
         array, fresh = host_array(value)
         if array.dtype.kind not in _PLAIN_KINDS:  # strings, objects: no reuse, a plain copy
             kept = np.array(array, copy=not fresh)
@@ -122,9 +133,13 @@ class HostBuffers:
             kept = self._arrays.get(slot)
             if kept is None or kept.shape != array.shape or kept.dtype != array.dtype:
                 kept = np.empty(array.shape, array.dtype)
-            np.copyto(kept, array, casting="no")
+            self._copies.copy(kept, array)
         self._arrays[slot] = kept
         return kept
+
+    def settle(self) -> None:
+        """Wait until every copy :meth:`capture` started is done (raises a copy's error)."""
+        self._copies.wait()
 
 
 class _Pool:
@@ -292,7 +307,10 @@ class KerasSnapshot:
                              "(call it on data or call build()) before saving weights")
         buffers = self._pool.acquire()
         try:
-            record = internals.record(model, buffers.capture, weights_only=weights_only)
+            try:
+                record = internals.record(model, buffers.capture, weights_only=weights_only)
+            finally:  # training may change the variables once this call returns
+                buffers.settle()
         except Exception as exc:  # noqa: BLE001 - an unknown saveable: save synchronously
             self._pool.release(buffers)
             self._give_up(exc)
