@@ -12,6 +12,12 @@ model size, interleaved in rounds so that the shared machine's load hits each th
   before it, outside the timing), interleaved with the raw write: ckptcore's
   ``ModelCheckpoint(async_save=False)`` (write, hash, fsync, rename, manifest) and Keras's
   ``model.save`` (no fsync);
+* **the writer alone**: as many non-blocking saves handed over in a row with no training
+  between them, between two blocks of raw ``write`` + ``fsync`` in a row (the writer's own
+  sustained throughput, with the machine to itself);
+* **keeps up**: a non-blocking fit with 20 steps per epoch, enough for the writer to finish
+  each save before the next; the saves made while it was idle, against the copy of the same
+  state into reused host buffers measured just after;
 * **back to back**: fits with 2 steps per epoch and a save at every epoch end (the writer
   cannot rest between saves), for Keras's ``ModelCheckpoint`` and ckptcore's callback, sync
   and async, with the time the writer spends on each save (``Committer.save``); their
@@ -32,12 +38,15 @@ from typing import Any, Callable
 import blake3
 import numpy as np
 
-__all__ = ["B2B_CONTENDERS", "measure_limits", "time_writer_jobs"]
+__all__ = ["B2B_CONTENDERS", "KEEPS_UP_STEPS", "measure_limits", "time_writer_jobs", "writer_was_idle"]
 
 B2B_CONTENDERS = ("keras", "ckpt_sync", "ckpt_async")
 B2B_S3 = "ckpt_async_s3"  # with an S3 endpoint: the writer's time per upload against a raw put
 B2B_STEPS = 2
+#: Steps per epoch of the keeps-up fits: enough training between saves for the writer to finish.
+KEEPS_UP_STEPS = 20
 WRITER_S: list[float] = []
+WRITER_END: list[float] = []  # perf_counter() when each Committer.save returned
 
 
 def time_writer_jobs() -> None:
@@ -51,7 +60,9 @@ def time_writer_jobs() -> None:
         try:
             return save(self, *args, **kwargs)
         finally:
-            WRITER_S.append(time.perf_counter() - start)
+            end = time.perf_counter()
+            WRITER_S.append(end - start)
+            WRITER_END.append(end)
 
     Committer.save = timed  # type: ignore[method-assign]
 
@@ -137,6 +148,45 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _writer_alone(model: Any, folder: str, tag: str, saves: int) -> list[float]:
+    """``saves`` non-blocking saves handed to the writer in a row, with no training between them:
+    the writer's time per save (``Committer.save``) when it has the machine to itself."""
+    from ckptcore.adapters.keras import ModelCheckpoint
+
+    callback = ModelCheckpoint(os.path.join(folder, f"alone-{tag}", "m-{epoch:03d}.keras"), async_save=True)
+    callback.set_model(model)
+    callback.on_train_begin()
+    WRITER_S.clear()
+    try:
+        for epoch in range(saves):
+            callback.on_epoch_end(epoch, {"loss": 1.0})
+        callback.wait()
+    finally:
+        callback.on_train_end()
+    return list(WRITER_S)
+
+
+def writer_was_idle(starts: list[float], ends: list[float]) -> list[bool]:
+    """For each save of a fit (its hook's start time), whether every earlier save's write had
+    finished by then: the saves made while the writer kept up."""
+    return [sum(end <= start for end in ends) >= i for i, start in enumerate(starts)]
+
+
+def _keeps_up(fit: Callable[..., dict[str, Any]], model: Any, round_: int) -> dict[str, Any]:
+    """A non-blocking fit with enough steps per epoch for the writer to finish each save before
+    the next, and the reused-buffer copy of the same state measured just after it."""
+    from benchmarks.models import host_copy_seconds
+
+    WRITER_S.clear()
+    WRITER_END.clear()
+    record = fit("ckpt_async", steps=KEEPS_UP_STEPS)
+    idle = writer_was_idle(record["blocked_at_s"], WRITER_END)
+    reuse = host_copy_seconds(model, reuse=True)
+    record.update(scenario="keeps_up", round=round_, steps_per_epoch=KEEPS_UP_STEPS, writer_s=list(WRITER_S),
+                  writer_idle=idle, host_copy_reuse_s=reuse, host_copy_reuse_median_s=_median(reuse))
+    return record
+
+
 def _raw_back_to_back(data: bytes, folder: str, tag: str, saves: int) -> list[float]:
     """``saves`` raw write + fsync of ``data`` into new files in a row, kept, nothing between:
     the disk's sustained rate, the reference for saves back to back."""
@@ -151,7 +201,8 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
     Args:
         ctx: The benchmark context (where to write, the S3 bucket if any).
         model: The built, trained model of the target size.
-        fit: ``fit(contender)`` runs one back-to-back fit and returns its record.
+        fit: ``fit(contender, steps=B2B_STEPS)`` runs one fit of ``saves`` epochs and returns
+            its record.
         rounds: Rounds of references and fits.
         repeats: Single saves of each kind per round.
         saves: Saves in one back-to-back fit (its epochs), and raw writes in a row around them.
@@ -166,7 +217,8 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
     target[:] = 0  # paged in, as reused host buffers are
     refs: dict[str, list[float]] = {key: [] for key in (
         "raw_write_fsync_s", "raw_write_fsync_kept_s", "raw_write_fsync_b2b_s", "memory_copy_s", "blake3_s", "sha256_s", "crc32_s", "s3_put_s",
-        "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s")}
+        "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s", "writer_alone_s")}
+    refs["writer_alone_ratio"] = []  # per round: raw in a row around the block / the writer alone
     records = []
     for round_ in range(rounds):
         _single_saves(model, data, folder, repeats, refs)
@@ -184,7 +236,12 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
         order = names[round_ % len(names):] + names[: round_ % len(names)]
         # The disk's sustained rate drifts over minutes on a thin-provisioned disk: measured just
         # before and just after the round's fits, in their regime (in a row, files kept).
-        refs["raw_write_fsync_b2b_s"] += _raw_back_to_back(data, folder, f"{round_}-before", saves)
+        before = _raw_back_to_back(data, folder, f"{round_}-before", saves)
+        alone = _writer_alone(model, folder, str(round_), saves)
+        between = _raw_back_to_back(data, folder, f"{round_}-between", saves)
+        refs["raw_write_fsync_b2b_s"] += before + between
+        refs["writer_alone_s"] += alone
+        refs["writer_alone_ratio"].append(statistics.median(before + between) / statistics.median(alone))
         for name in order:
             WRITER_S.clear()
             record = fit(name)
@@ -193,10 +250,12 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
             records.append(record)
         refs["raw_write_fsync_b2b_s"] += _raw_back_to_back(data, folder, f"{round_}-after", saves)
         _settled(folder)
+        records.append(_keeps_up(fit, model, round_))
+        _settled(folder)
     summary: dict[str, Any] = {"scenario": "limits", "contender": "reference", "file_mb": len(data) / 1e6,
                                "steps_per_epoch": B2B_STEPS, "rounds": rounds}
     for key, values in refs.items():
         summary[key] = values
-        summary[key[:-2] + "_median_s"] = _median(values)
+        summary[(key[:-2] + "_median_s") if key.endswith("_s") else key + "_median"] = _median(values)
     records.append(summary)
     return records

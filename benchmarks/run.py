@@ -8,8 +8,9 @@ Three scenarios, each in processes of its own:
 * **fitcost**: a small model with many batches per epoch, saved every epoch; ``fit`` wall time
   of each contender against no callback, the contenders interleaved over several rounds.
 * **limits**: at the target size, the physical references (memory copy, raw ``write`` +
-  ``fsync``, raw S3 upload of the same bytes) and saves back to back (2 steps per epoch),
-  in one process, interleaved in rounds (:mod:`benchmarks.limits`).
+  ``fsync``, raw S3 upload of the same bytes), the writer alone, fits where the writer keeps
+  up (20 steps per epoch) and saves back to back (2 steps per epoch), in one process,
+  interleaved in rounds (:mod:`benchmarks.limits`).
 
 Usage::
 

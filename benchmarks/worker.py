@@ -71,16 +71,18 @@ class HookTimer:
 
     def __init__(self, callback: Any) -> None:
         self.epoch_end: list[float] = []
+        self.epoch_end_at: list[float] = []  # perf_counter() when each epoch-end hook began
         self.train_end: list[float] = []
-        self._wrap(callback, "on_epoch_end", self.epoch_end)
-        self._wrap(callback, "on_train_end", self.train_end)
+        self._wrap(callback, "on_epoch_end", self.epoch_end, self.epoch_end_at)
+        self._wrap(callback, "on_train_end", self.train_end, [])
 
     @staticmethod
-    def _wrap(callback: Any, name: str, sink: list[float]) -> None:
+    def _wrap(callback: Any, name: str, sink: list[float], starts: list[float]) -> None:
         hook = getattr(callback, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
+            starts.append(start)
             try:
                 return hook(*args, **kwargs)
             finally:
@@ -107,6 +109,7 @@ def measure_fit(name: str, ctx: Context, model: Any, x: Any, y: Any, epochs: int
         "contender": name, "fit_s": fit_s, "epochs": epochs,
         "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
         "blocked_s": blocked, "blocked_median_s": statistics.median(blocked) if blocked else 0.0,
+        "blocked_at_s": timer.epoch_end_at if timer else [],
         "train_end_s": timer.train_end[0] if timer and timer.train_end else 0.0,
         "base_rss_mb": base_kb / 1024, "peak_rss_mb": peak_kb / 1024,
         "files_expected": expected, "files_complete": complete,
@@ -185,9 +188,12 @@ def limits(args: argparse.Namespace, ctx: Context) -> None:
     model = models.build(args.size)
     x, y = models.data(limits_.B2B_STEPS * BATCH)
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    data = {limits_.B2B_STEPS: (x, y)}
 
-    def fit(name: str) -> dict[str, Any]:
-        record = measure_fit(name, ctx, model, x, y, args.epochs)
+    def fit(name: str, steps: int = limits_.B2B_STEPS) -> dict[str, Any]:
+        if steps not in data:
+            data[steps] = models.data(steps * BATCH)
+        record = measure_fit(name, ctx, model, *data[steps], args.epochs)
         record.update(target_mb=args.size, state_mb=models.state_bytes(model) / 1e6)
         _cleanup(ctx, keep="limits")
         return record
