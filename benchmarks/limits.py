@@ -9,7 +9,8 @@ model size, interleaved in rounds so that the shared machine's load hits each th
   the zlib CRC-32 (every zip member has one) of those bytes on one core; with an S3 endpoint, a raw s3fs upload of the same bytes to it (the same part
   size as the fsspec backend's);
 * **single saves**: one synchronous save at a time, each from a settled disk (``os.sync``
-  before it, outside the timing), interleaved with the raw write: ckptcore's
+  before it, outside the timing), interleaved with the raw write in an order that rotates
+  from one repeat to the next, after one untimed save (imports, threads): ckptcore's
   ``ModelCheckpoint(async_save=False)`` (write, hash, fsync, rename, manifest) and Keras's
   ``model.save`` (no fsync);
 * **the writer alone**: as many non-blocking saves handed over in a row with no training
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import statistics
 import time
 import zlib
@@ -86,6 +88,12 @@ def _raw_write_fsync(data: bytes, folder: str, index: Any, keep: bool = False) -
     return seconds
 
 
+def _remove_raw(folder: str, prefix: str) -> None:
+    for name in os.listdir(folder):
+        if name.startswith(prefix):
+            os.remove(os.path.join(folder, name))
+
+
 def _settled(folder: str) -> None:
     """Remove what earlier measurements wrote, then let the disk finish (os.sync), untimed."""
     for name in os.listdir(folder):
@@ -111,14 +119,19 @@ def _single_saves(model: Any, data: bytes, folder: str, repeats: int, refs: dict
     callback.set_model(model)
     callback.on_train_begin()
     start = len(refs["single_ckpt_sync_s"])
+    kinds: dict[str, Callable[[int], float]] = {  # each returns its own time
+        "single_raw_write_fsync_s": lambda i: _raw_write_fsync(data, folder, i),
+        "single_ckpt_sync_s": lambda i: _timed(lambda: callback.on_epoch_end(start + i + 1, {"loss": 1.0})),
+        "single_keras_save_s": lambda i: _timed(lambda: model.save(os.path.join(folder, f"keras-{i}.keras"))),
+    }
+    order = list(kinds)
     try:
+        if not start:  # one untimed save first: the first one pays for imports and threads
+            callback.on_epoch_end(0, {"loss": 1.0})
         for i in range(repeats):
-            _settled(folder)
-            refs["single_raw_write_fsync_s"].append(_raw_write_fsync(data, folder, i))
-            _settled(folder)
-            refs["single_ckpt_sync_s"].append(_timed(lambda: callback.on_epoch_end(start + i, {"loss": 1.0})))
-            _settled(folder)
-            refs["single_keras_save_s"].append(_timed(lambda: model.save(os.path.join(folder, f"keras-{i}.keras"))))
+            for key in order[i % 3:] + order[: i % 3]:  # no kind always right after another
+                _settled(folder)
+                refs[key].append(kinds[key](i))
     finally:
         callback.on_train_end()
         _settled(folder)
@@ -153,7 +166,8 @@ def _writer_alone(model: Any, folder: str, tag: str, saves: int) -> list[float]:
     the writer's time per save (``Committer.save``) when it has the machine to itself."""
     from ckptcore.adapters.keras import ModelCheckpoint
 
-    callback = ModelCheckpoint(os.path.join(folder, f"alone-{tag}", "m-{epoch:03d}.keras"), async_save=True)
+    root = os.path.join(folder, f"alone-{tag}")
+    callback = ModelCheckpoint(os.path.join(root, "m-{epoch:03d}.keras"), async_save=True)
     callback.set_model(model)
     callback.on_train_begin()
     WRITER_S.clear()
@@ -163,7 +177,9 @@ def _writer_alone(model: Any, folder: str, tag: str, saves: int) -> list[float]:
         callback.wait()
     finally:
         callback.on_train_end()
-    return list(WRITER_S)
+    times = list(WRITER_S)
+    shutil.rmtree(root)  # untimed: later measurements find the disk as before
+    return times
 
 
 def writer_was_idle(starts: list[float], ends: list[float]) -> list[bool]:
@@ -174,7 +190,8 @@ def writer_was_idle(starts: list[float], ends: list[float]) -> list[bool]:
 
 def _keeps_up(fit: Callable[..., dict[str, Any]], model: Any, round_: int) -> dict[str, Any]:
     """A non-blocking fit with enough steps per epoch for the writer to finish each save before
-    the next, and the reused-buffer copy of the same state measured just after it."""
+    the next, and the reused-buffer copies of the same state (one thread, and sliced over the
+    cores as the snapshot copies) measured just after it."""
     from benchmarks.models import host_copy_seconds
 
     WRITER_S.clear()
@@ -182,8 +199,10 @@ def _keeps_up(fit: Callable[..., dict[str, Any]], model: Any, round_: int) -> di
     record = fit("ckpt_async", steps=KEEPS_UP_STEPS)
     idle = writer_was_idle(record["blocked_at_s"], WRITER_END)
     reuse = host_copy_seconds(model, reuse=True)
+    parallel = host_copy_seconds(model, reuse=True, parallel=True)
     record.update(scenario="keeps_up", round=round_, steps_per_epoch=KEEPS_UP_STEPS, writer_s=list(WRITER_S),
-                  writer_idle=idle, host_copy_reuse_s=reuse, host_copy_reuse_median_s=_median(reuse))
+                  writer_idle=idle, host_copy_reuse_s=reuse, host_copy_reuse_median_s=_median(reuse),
+                  host_copy_parallel_s=parallel, host_copy_parallel_median_s=_median(parallel))
     return record
 
 
@@ -194,9 +213,10 @@ def _raw_back_to_back(data: bytes, folder: str, tag: str, saves: int) -> list[fl
     return [_raw_write_fsync(data, folder, f"b2b-{tag}-{i}", keep=True) for i in range(saves)]
 
 
-def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], rounds: int,
+def measure_limits(ctx: Any, model: Any, fit: Callable[..., dict[str, Any]], rounds: int,
                    repeats: int = 3, saves: int = 5) -> list[dict[str, Any]]:
-    """The references and the back-to-back fits; one record for each, then the references.
+    """The references and the fits: one record for each back-to-back and keeps-up fit, then
+    one of the references.
 
     Args:
         ctx: The benchmark context (where to write, the S3 bucket if any).
@@ -239,6 +259,7 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[[str], dict[str, Any]], r
         before = _raw_back_to_back(data, folder, f"{round_}-before", saves)
         alone = _writer_alone(model, folder, str(round_), saves)
         between = _raw_back_to_back(data, folder, f"{round_}-between", saves)
+        _remove_raw(folder, f"raw-b2b-{round_}-")  # the writer-alone block's references
         refs["raw_write_fsync_b2b_s"] += before + between
         refs["writer_alone_s"] += alone
         refs["writer_alone_ratio"].append(statistics.median(before + between) / statistics.median(alone))

@@ -58,7 +58,7 @@ def state_bytes(model: Any) -> int:
     return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in _variables(model))
 
 
-def host_copy_seconds(model: Any, repeats: int = 5, reuse: bool = False) -> list[float]:
+def host_copy_seconds(model: Any, repeats: int = 5, reuse: bool = False, parallel: bool = False) -> list[float]:
     """Times of a plain host copy of every weight and optimizer variable.
 
     Args:
@@ -66,7 +66,10 @@ def host_copy_seconds(model: Any, repeats: int = 5, reuse: bool = False) -> list
         repeats: How many copies to time.
         reuse: Copy into arrays allocated (and paged in) once, with ``np.copyto`` from a view
             of each variable's memory, rather than into fresh arrays (``variable.numpy()``).
+        parallel: With ``reuse``, copy as the snapshot does, large arrays in slices on several
+            cores (:class:`ckptcore.adapters.keras.hostcopy.ParallelCopy`).
     """
+    from ckptcore.adapters.keras.hostcopy import ParallelCopy
     from ckptcore.adapters.keras.snapshot import host_array
 
     variables = _variables(model)
@@ -77,6 +80,11 @@ def host_copy_seconds(model: Any, repeats: int = 5, reuse: bool = False) -> list
         if buffers is None:
             copies = [v.numpy() for v in variables]
             del copies
+        elif parallel:
+            copies = ParallelCopy()
+            for buffer, variable in zip(buffers, variables):
+                copies.copy(buffer, host_array(variable)[0])
+            copies.wait()
         else:
             for buffer, variable in zip(buffers, variables):
                 np.copyto(buffer, host_array(variable)[0])

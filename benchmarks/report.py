@@ -48,12 +48,18 @@ def _b2b(records: list[dict], name: str, key: str = "blocked_s") -> float | None
 def keeps_up(records: list[dict]) -> tuple[float | None, float | None, int]:
     """The keeps-up fits: median time blocked over the saves made while the writer was idle
     (the first save of each fit out: it allocates the host buffers), the median reused-buffer
-    copy of the same rounds, and how many saves counted."""
+    copy of the same rounds (sliced over the cores as the snapshot copies, where measured),
+    and how many saves counted."""
     runs = [r for r in records if r["scenario"] == "keeps_up"]
     blocked = [b for r in runs for i, (b, idle) in enumerate(zip(r["blocked_s"], r["writer_idle"])) if i and idle]
-    reuse = [v for r in runs for v in r["host_copy_reuse_s"]]
+    reuse = [v for r in runs for v in r.get("host_copy_parallel_s") or r["host_copy_reuse_s"]]
     return (statistics.median(blocked) if blocked else None, statistics.median(reuse) if reuse else None,
             len(blocked))
+
+
+def _one_thread_copy(records: list[dict]) -> float | None:
+    values = [v for r in records if r["scenario"] == "keeps_up" for v in r["host_copy_reuse_s"]]
+    return statistics.median(values) if values else None
 
 
 def _reference(records: list[dict]) -> dict[str, Any]:
@@ -82,10 +88,19 @@ def _limit_targets(records: list[dict]) -> list[dict[str, Any]]:
     steps = ref.get("steps_per_epoch", 2)
     blocked_idle, reuse, counted = keeps_up(records)
     ku_steps = next((r["steps_per_epoch"] for r in records if r["scenario"] == "keeps_up"), None)
-    if blocked_idle is None:  # a run from before the keeps-up fits: the sweep's saves
+    keeps_up_how = (f"keeps-up fits ({ku_steps} steps per epoch): median time in on_epoch_end over the {counted} "
+                    "saves made while the writer was idle (the first of each fit, which allocates the host buffers, "
+                    "out), against a copy of every variable into arrays allocated once, sliced over the cores as the "
+                    "snapshot copies, measured just after each fit (against one thread's np.copyto: "
+                    f"{_fmt(_ratio(blocked_idle, _one_thread_copy(records)), '.2f')})")
+    if ku_steps is None:  # a run from before the keeps-up fits: the sweep's saves
         at = {k: _closest(_sweep(records, k), TARGET_MB) for k in ("ckpt_async", "none")}
         blocked_idle = at["ckpt_async"] and at["ckpt_async"]["blocked_median_s"]
         reuse = at["none"] and at["none"].get("host_copy_reuse_median_s")
+        keeps_up_how = ("sweep, 6 steps per epoch: np.copyto of every variable into arrays allocated once, against "
+                        "ckptcore async's median time in on_epoch_end")
+    elif not counted:
+        keeps_up_how = f"keeps-up fits ({ku_steps} steps per epoch): the writer was never idle at a save"
     alone = ref.get("writer_alone_ratio_median")
     return [
         _target("sync .keras save vs raw write+fsync of the same bytes", _ratio(sync, raw), 1.15,
@@ -109,10 +124,7 @@ def _limit_targets(records: list[dict]) -> list[dict[str, Any]]:
                 f"{steps} steps per epoch, a save at each: the writer never rests, back-pressure included "
                 "(Keras does not fsync: its saves end in the page cache)"),
         _target("blocked per save (writer keeping up) vs copy into reused host buffers",
-                _ratio(blocked_idle, reuse), 1.3,
-                f"keeps-up fits ({ku_steps} steps per epoch): median time in on_epoch_end over the {counted} saves "
-                "made while the writer was idle (the first of each fit, which allocates the host buffers, out), "
-                "against np.copyto of every variable into arrays allocated once, measured just after each fit"),
+                _ratio(blocked_idle, reuse), 1.3, keeps_up_how),
     ]
 
 
@@ -143,10 +155,13 @@ def _fit_targets(records: list[dict]) -> list[dict[str, Any]]:
     share = _ratio(statistics.median(hooks), med["none"]) if hooks else None
     s3 = _closest(_sweep(records, "ckpt_async_s3"), TARGET_MB)
     local = _closest(_sweep(records, "ckpt_async"), TARGET_MB)
-    put = _reference(records).get("s3_put_median_s")
+    ref = _reference(records)
+    put = ref.get("s3_put_median_s")
     # Every save of the fit uploaded at the server's raw speed, and nothing else: a floor for
-    # any uploader (the fit cannot end before its last upload does).
-    puts_only = _ratio(put and local and put * local["epochs"], local and local["fit_s"])
+    # any uploader (the fit cannot end before its last upload does). The raw put is of the
+    # limits model's file: scaled to the sweep model's size.
+    scale = local and ref.get("state_mb") and local["state_mb"] / ref["state_mb"]
+    puts_only = _ratio(put and scale and put * scale * local["epochs"], local and local["fit_s"])
     return [
         _target("fit wall time, save every epoch, vs no callback", _ratio(med["ckpt_async"], med["none"]), 1.02,
                 "median over rounds; small model, many batches per epoch (noisy: see the rounds)"),
@@ -213,7 +228,9 @@ def _references_table(records: list[dict]) -> list[str]:
              ref.get("single_ckpt_sync_median_s"), raw)]
     blocked_idle, reuse, _counted = keeps_up(records)
     alone = ref.get("writer_alone_s")
-    rows += [("host copy of every variable into reused arrays (np.copyto), after each keeps-up fit", reuse, None),
+    rows += [("host copy of every variable into reused arrays, one thread (np.copyto), after each keeps-up fit",
+              _one_thread_copy(records), None),
+             ("the same copy sliced over the cores (as the snapshot copies)", reuse, None),
              ("keeps up: ckptcore async, blocked per save while the writer was idle", blocked_idle, reuse),
              ("the writer alone, saves handed over in a row: writer per save",
               statistics.median(alone) if alone else None, sustained)]
@@ -235,7 +252,8 @@ def _references_table(records: list[dict]) -> list[str]:
             "the last checkpoint only, so each save reuses the blocks of the one before, as the raw "
             "write and Keras's removed files do), a save inside a fit against as many raw write + fsync "
             "in a row into kept files, measured just before and after each round's fits, the time blocked "
-            "against the memory copy (the keeps-up saves against the reused-buffer copy of every variable), "
+            "against the memory copy (the keeps-up saves against the copy of every variable into reused buffers on "
+            "every core), "
             "the writer alone against the raw writes in a row around it, an S3 upload against the raw S3 "
             "upload. Single saves run one at a time from a settled disk; the back-to-back rows are "
             "saves inside fits with 2 steps per epoch, every checkpoint kept. "

@@ -48,6 +48,20 @@ def stored_digest(backend: Any, relpath: str, algorithm: str = DEFAULT) -> tuple
     return tree_digest(pairs, algorithm)
 
 
+def _present(backend: Any, relpath: str) -> bool:
+    """Whether anything is under ``relpath`` (nothing is read or hashed).
+
+    Raises:
+        OSError: It could not be told.
+    """
+    fs = getattr(backend, "fs", None)
+    url = backend.locate(relpath)
+    if fs is None:
+        return os.path.lexists(url) if "://" not in url else bool(backend.exists(relpath))
+    fs.invalidate_cache(url)
+    return bool(fs.exists(url))
+
+
 def digest_under(backend: Any, relpath: str, algorithm: str = DEFAULT) -> str | None:
     """The digest in ``algorithm`` of what is under ``relpath`` (see :func:`stored_digest`);
     None when nothing is there. A :data:`ckptcore.pending.Found`."""
@@ -61,7 +75,7 @@ def holds(backend: Any, relpath: str, expected: str | None) -> bool | None:
     told now."""
     try:
         if expected is None:
-            return stored_digest(backend, relpath) is None
+            return not _present(backend, relpath)
         return digest_under(backend, relpath, algorithm_of(expected)) == expected
     except Exception:  # noqa: BLE001 - unreachable still: unknown
         return None

@@ -33,7 +33,12 @@ _pool_lock = threading.Lock()
 
 
 def workers() -> int:
-    """Threads that copy: the cores this process may run on, at most 4 (1 means no pool)."""
+    """Threads that copy.
+
+    Returns:
+        The cores this process may run on (its CPU affinity; a container's CPU quota is not
+        read), at most 4; 1 means every copy runs on the calling thread.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS, Windows
@@ -42,11 +47,22 @@ def workers() -> int:
 
 
 def _shared_pool() -> ThreadPoolExecutor:
+    """The process's copy pool, started on first use."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="ckptcore-copy")
         return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there, so start afresh."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _copy_slice(target: np.ndarray, source: np.ndarray) -> None:
@@ -71,7 +87,8 @@ class ParallelCopy:
             copies.copy(target, source)
         copies.wait()  # every target holds its source's bytes
 
-    The sources must not change, and must stay alive, until :meth:`wait` returns.
+    The sources must not change, and must stay alive, until :meth:`wait` returns; a target
+    handed to :meth:`copy` holds its bytes only once :meth:`wait` has returned.
     """
 
     def __init__(self) -> None:
@@ -79,14 +96,18 @@ class ParallelCopy:
         self._threads = workers()
 
     def copy(self, target: np.ndarray, source: np.ndarray) -> None:
-        """Copy ``source`` into ``target`` (same shape and dtype), now or on the pool.
+        """Copy ``source`` into ``target``, now or on the pool.
+
+        Args:
+            target: The host buffer, of ``source``'s shape and dtype.
+            source: The array to copy (a view of a variable's memory, say).
 
         Raises:
-            TypeError: From NumPy, at once, when the two arrays do not match.
+            ValueError: The two arrays differ in shape or dtype (no broadcasting, no casting).
         """
         if target.shape != source.shape or target.dtype != source.dtype:
-            np.copyto(target, source, casting="no")  # raises NumPy's own error
-            return
+            raise ValueError(f"source: got shape {source.shape} and dtype {source.dtype}; allowed: the "
+                             f"target's shape {target.shape} and dtype {target.dtype}")
         flat_target, flat_source = _flat(target), _flat(source)
         if self._threads == 1 or source.nbytes < PARALLEL_MIN or flat_target is None or flat_source is None:
             np.copyto(target, source, casting="no")
@@ -96,14 +117,25 @@ class ParallelCopy:
         step = -(-source.nbytes // pieces)
         for start in range(0, source.nbytes, step):
             end = min(start + step, source.nbytes)
-            self._pending.append(pool.submit(_copy_slice, flat_target[start:end], flat_source[start:end]))
+            try:
+                future = pool.submit(_copy_slice, flat_target[start:end], flat_source[start:end])
+            except RuntimeError:  # the interpreter is exiting (a save from an atexit hook): here
+                np.copyto(flat_target[start:], flat_source[start:])
+                return
+            self._pending.append(future)
 
     def wait(self) -> None:
-        """Return once every copy started is done; raises the first copy's error, if any."""
-        pending, self._pending = self._pending, []
+        """Return once every copy started is done.
+
+        Every copy is waited for, even after one failed: none outlives this call.
+
+        Raises:
+            Exception: The first failed copy's error.
+        """
         error: BaseException | None = None
-        for future in pending:  # every one, even after an error: no copy may outlive the wait
-            exc = future.exception()
+        while self._pending:
+            exc = self._pending[0].exception()  # an interrupt here leaves the rest pending
+            self._pending.pop(0)
             if exc is not None and error is None:
                 error = exc
         if error is not None:

@@ -21,6 +21,7 @@ thread into a temporary location; the background thread then only moves it into 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -113,6 +114,7 @@ class HostBuffers:
     def __init__(self) -> None:
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
         self._copies = ParallelCopy()
+        self._copying: set[tuple[str, str]] = set()  # slots captured since the last settle
 
     @property
     def nbytes(self) -> int:
@@ -122,8 +124,11 @@ class HostBuffers:
     def capture(self, slot: tuple[str, str], value: Any) -> np.ndarray:
         """Copy ``value`` into the buffer for ``slot`` (allocated on first use) and return it.
 
-        ``value`` must not change until :meth:`settle` returns.
+        ``value`` must not change, and the buffer returned holds it only, once :meth:`settle`
+        has returned.
         """
+        if slot in self._copying:  # the same slot twice in one snapshot: the last value wins
+            self.settle()
         array, fresh = host_array(value)
         if array.dtype.kind not in _PLAIN_KINDS:  # strings, objects: no reuse, a plain copy
             kept = np.array(array, copy=not fresh)
@@ -134,11 +139,17 @@ class HostBuffers:
             if kept is None or kept.shape != array.shape or kept.dtype != array.dtype:
                 kept = np.empty(array.shape, array.dtype)
             self._copies.copy(kept, array)
+            self._copying.add(slot)
         self._arrays[slot] = kept
         return kept
 
     def settle(self) -> None:
-        """Wait until every copy :meth:`capture` started is done (raises a copy's error)."""
+        """Wait until every copy :meth:`capture` started is done.
+
+        Raises:
+            Exception: A copy's error.
+        """
+        self._copying.clear()
         self._copies.wait()
 
 
@@ -309,8 +320,11 @@ class KerasSnapshot:
         try:
             try:
                 record = internals.record(model, buffers.capture, weights_only=weights_only)
-            finally:  # training may change the variables once this call returns
-                buffers.settle()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the walk's error is the one to report
+                    buffers.settle()
+                raise
+            buffers.settle()  # training may change the variables once this call returns
         except Exception as exc:  # noqa: BLE001 - an unknown saveable: save synchronously
             self._pool.release(buffers)
             self._give_up(exc)

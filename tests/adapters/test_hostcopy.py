@@ -49,21 +49,33 @@ def test_small_and_strided_arrays_are_copied_at_once(two_threads):
     copies.wait()
 
 
-def test_mismatched_arrays_raise_numpys_error_at_once():
-    with pytest.raises((TypeError, ValueError)):
+def test_mismatched_arrays_are_refused_at_once_naming_both():
+    with pytest.raises(ValueError, match=r"got shape \(5,\).*target's shape \(4,\)"):
         ParallelCopy().copy(np.zeros(4, np.float32), np.zeros(5, np.float32))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="dtype float64.*dtype float32"):
         ParallelCopy().copy(np.zeros(4, np.float32), np.zeros(4, np.float64))
+    with pytest.raises(ValueError, match="shape"):  # no broadcasting either
+        ParallelCopy().copy(np.zeros((2, 3), np.float32), np.zeros(3, np.float32))
 
 
-def test_a_failed_slice_is_raised_by_wait_after_the_others_finish(two_threads):
-    source = np.ones(2 * PARALLEL_MIN, np.uint8)
-    target = np.zeros_like(source)
-    target.flags.writeable = False  # every slice of it refuses the copy, on the pool
+def test_a_failed_slice_is_raised_by_wait_after_the_others_finish(two_threads, monkeypatch):
+    finished = []
+
+    def one_fails_one_is_slow(target, source):
+        if source[0] == 1:
+            raise OSError("this slice failed")
+        time.sleep(0.3)
+        np.copyto(target, source)
+        finished.append(target.nbytes)
+
+    monkeypatch.setattr(hostcopy, "_copy_slice", one_fails_one_is_slow)
+    source = np.zeros(2 * PARALLEL_MIN, np.uint8)
+    source[PARALLEL_MIN:] = 1  # two slices: the first slow, the second failing at once
     copies = ParallelCopy()
-    copies.copy(target, source)
-    with pytest.raises(ValueError, match="read-only"):
+    copies.copy(np.empty_like(source), source)
+    with pytest.raises(OSError, match="this slice failed"):
         copies.wait()
+    assert finished == [PARALLEL_MIN]  # the slow slice was done before wait raised
     copies.wait()  # nothing left pending
 
 
@@ -98,3 +110,34 @@ def test_a_snapshot_of_large_variables_holds_the_state_it_was_taken_at(tmp_path,
     assert len(got) == len(at_snapshot)
     for a, b in zip(got, at_snapshot):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_copies_on_a_pool_of_its_own(two_threads):
+    import os
+
+    source = np.arange(2 * PARALLEL_MIN, dtype=np.uint8)
+    copies = ParallelCopy()
+    copies.copy(np.empty_like(source), source)  # the parent's pool exists now
+    copies.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's pool threads are not here
+        code = 1
+        try:
+            target = np.zeros_like(source)
+            child = ParallelCopy()
+            child.copy(target, source)
+            child.wait()
+            code = 0 if np.array_equal(target, source) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's copy did not finish in 30 s")

@@ -216,3 +216,32 @@ def test_verify_without_the_blake3_package_reports_unverified_not_a_traceback(tm
 def test_a_newer_manifest_version_is_refused_with_upgrade_advice():
     with pytest.raises(ManifestError, match="manifest version 3 is newer than this ckptcore understands .2.; upgrade"):
         Manifest.from_json(json.dumps({"format": "ckptcore.manifest", "version": 3, "entries": []}))
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_holds_nothing_checks_presence_without_reading_a_byte(tmp_path, monkeypatch, request, kind):
+    from ckptcore import audit
+    from ckptcore.backends.local import LocalBackend
+
+    if kind == "local":
+        backend = LocalBackend(str(tmp_path))
+        (tmp_path / "a.bin").write_bytes(b"x" * 10)
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "f").write_bytes(b"y")
+    else:
+        pytest.importorskip("fsspec")
+        from ckptcore.backends.fsspec import FsspecBackend
+
+        backend = FsspecBackend(f"memory://holds-{tmp_path.name}")
+        request.addfinalizer(lambda: backend.fs.rm(backend.locate(""), recursive=True))
+        backend.fs.pipe(backend.locate("a.bin"), b"x" * 10)
+        backend.fs.pipe(backend.locate("d") + "/f", b"y")
+
+    def no_hashing(*_args, **_kwargs):
+        raise AssertionError("holds(None) hashed a checkpoint")
+
+    for name in ("stored_digest", "digest_under", "digest", "stream_digest", "tree_digest"):
+        monkeypatch.setattr(audit, name, no_hashing, raising=False)
+    assert audit.holds(backend, "a.bin", None) is False
+    assert audit.holds(backend, "d", None) is False
+    assert audit.holds(backend, "missing.bin", None) is True
