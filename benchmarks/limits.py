@@ -13,9 +13,10 @@ model size, interleaved in rounds so that the shared machine's load hits each th
   from one repeat to the next, after one untimed save (imports, threads): ckptcore's
   ``ModelCheckpoint(async_save=False)`` (write, hash, fsync, rename, manifest) and Keras's
   ``model.save`` (no fsync);
-* **the writer alone**: as many non-blocking saves handed over in a row with no training
-  between them, between two blocks of raw ``write`` + ``fsync`` in a row (the writer's own
-  sustained throughput, with the machine to itself);
+* **the writer alone**: as many non-blocking saves, each handed over and waited for, with
+  no training between them, alternating with as many raw ``write`` + ``fsync`` of the same
+  bytes, every file kept and the disk never resting (the writer's own sustained throughput,
+  with the machine to itself, against raw writes on the disk in the same state);
 * **keeps up**: a non-blocking fit with 20 steps per epoch, enough for the writer to finish
   each save before the next; the saves made while it was idle, against the copy of the same
   state into reused host buffers measured just after;
@@ -161,25 +162,42 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _writer_alone(model: Any, folder: str, tag: str, saves: int) -> list[float]:
-    """``saves`` non-blocking saves handed to the writer in a row, with no training between them:
-    the writer's time per save (``Committer.save``) when it has the machine to itself."""
+def _writer_alone(model: Any, data: bytes, folder: str, tag: str, saves: int) -> tuple[list[float], list[float]]:
+    """``saves`` non-blocking saves, each handed to the writer and waited for, alternating with
+    as many raw write + fsync of the same bytes (which goes first alternates too), files kept,
+    nothing between them: the writer's time per save (``Committer.save``) with the machine to
+    itself, and the raw writes it is compared with, on the disk in the same state.
+
+    Returns:
+        ``(raw seconds, writer seconds)``, one of each per save.
+    """
     from ckptcore.adapters.keras import ModelCheckpoint
 
     root = os.path.join(folder, f"alone-{tag}")
     callback = ModelCheckpoint(os.path.join(root, "m-{epoch:03d}.keras"), async_save=True)
     callback.set_model(model)
     callback.on_train_begin()
-    WRITER_S.clear()
-    try:
-        for epoch in range(saves):
-            callback.on_epoch_end(epoch, {"loss": 1.0})
+    raw: list[float] = []
+    writer: list[float] = []
+
+    def save(epoch: int) -> None:
+        WRITER_S.clear()
+        callback.on_epoch_end(epoch, {"loss": 1.0})
         callback.wait()
+        writer.extend(WRITER_S)
+
+    try:
+        os.sync()
+        for epoch in range(saves):
+            steps = [lambda: raw.append(_raw_write_fsync(data, folder, f"alone-{tag}-{epoch}", keep=True)),
+                     lambda: save(epoch)]
+            for step in steps if epoch % 2 == 0 else steps[::-1]:
+                step()
     finally:
         callback.on_train_end()
-    times = list(WRITER_S)
     shutil.rmtree(root)  # untimed: later measurements find the disk as before
-    return times
+    _remove_raw(folder, f"raw-alone-{tag}-")
+    return raw, writer
 
 
 def writer_was_idle(starts: list[float], ends: list[float]) -> list[bool]:
@@ -237,8 +255,9 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[..., dict[str, Any]], rou
     target[:] = 0  # paged in, as reused host buffers are
     refs: dict[str, list[float]] = {key: [] for key in (
         "raw_write_fsync_s", "raw_write_fsync_kept_s", "raw_write_fsync_b2b_s", "memory_copy_s", "blake3_s", "sha256_s", "crc32_s", "s3_put_s",
-        "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s", "writer_alone_s")}
-    refs["writer_alone_ratio"] = []  # per round: raw in a row around the block / the writer alone
+        "single_raw_write_fsync_s", "single_ckpt_sync_s", "single_keras_save_s", "writer_alone_s",
+        "writer_alone_raw_s")}
+    refs["writer_alone_ratio"] = []  # per round: median raw write / median writer save, alternated
     records = []
     for round_ in range(rounds):
         _single_saves(model, data, folder, repeats, refs)
@@ -256,13 +275,11 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[..., dict[str, Any]], rou
         order = names[round_ % len(names):] + names[: round_ % len(names)]
         # The disk's sustained rate drifts over minutes on a thin-provisioned disk: measured just
         # before and just after the round's fits, in their regime (in a row, files kept).
-        before = _raw_back_to_back(data, folder, f"{round_}-before", saves)
-        alone = _writer_alone(model, folder, str(round_), saves)
-        between = _raw_back_to_back(data, folder, f"{round_}-between", saves)
-        _remove_raw(folder, f"raw-b2b-{round_}-")  # the writer-alone block's references
-        refs["raw_write_fsync_b2b_s"] += before + between
+        raw, alone = _writer_alone(model, data, folder, str(round_), saves)
+        refs["writer_alone_raw_s"] += raw
         refs["writer_alone_s"] += alone
-        refs["writer_alone_ratio"].append(statistics.median(before + between) / statistics.median(alone))
+        refs["writer_alone_ratio"].append(statistics.median(raw) / statistics.median(alone))
+        refs["raw_write_fsync_b2b_s"] += _raw_back_to_back(data, folder, f"{round_}-before", saves)
         for name in order:
             WRITER_S.clear()
             record = fit(name)
