@@ -19,7 +19,8 @@ model size, interleaved in rounds so that the shared machine's load hits each th
   with the machine to itself, against raw writes on the disk in the same state);
 * **keeps up**: a non-blocking fit with 20 steps per epoch, enough for the writer to finish
   each save before the next; the saves made while it was idle, against the copy of the same
-  state into reused host buffers measured just after;
+  state into reused host buffers measured just after (sliced over the cores as the snapshot
+  copies, and by one thread);
 * **back to back**: fits with 2 steps per epoch and a save at every epoch end (the writer
   cannot rest between saves), for Keras's ``ModelCheckpoint`` and ckptcore's callback, sync
   and async, with the time the writer spends on each save (``Committer.save``); their
@@ -89,7 +90,8 @@ def _raw_write_fsync(data: bytes, folder: str, index: Any, keep: bool = False) -
     return seconds
 
 
-def _remove_raw(folder: str, prefix: str) -> None:
+def _remove_raw(folder: str, prefix: str | tuple[str, ...]) -> None:
+    """Remove the files of ``folder`` whose names start with ``prefix`` (untimed)."""
     for name in os.listdir(folder):
         if name.startswith(prefix):
             os.remove(os.path.join(folder, name))
@@ -97,9 +99,7 @@ def _remove_raw(folder: str, prefix: str) -> None:
 
 def _settled(folder: str) -> None:
     """Remove what earlier measurements wrote, then let the disk finish (os.sync), untimed."""
-    for name in os.listdir(folder):
-        if name.startswith(("raw-", "keras-")):
-            os.remove(os.path.join(folder, name))
+    _remove_raw(folder, ("raw-", "keras-"))
     os.sync()
 
 
@@ -130,7 +130,8 @@ def _single_saves(model: Any, data: bytes, folder: str, repeats: int, refs: dict
         if not start:  # one untimed save first: the first one pays for imports and threads
             callback.on_epoch_end(0, {"loss": 1.0})
         for i in range(repeats):
-            for key in order[i % 3:] + order[: i % 3]:  # no kind always right after another
+            shift = i % len(order)
+            for key in order[shift:] + order[:shift]:  # no kind always right after another
                 _settled(folder)
                 refs[key].append(kinds[key](i))
     finally:
@@ -273,12 +274,12 @@ def measure_limits(ctx: Any, model: Any, fit: Callable[..., dict[str, Any]], rou
             refs["s3_put_s"].append(_raw_s3_put(keras_file, ctx, round_))
         names = B2B_CONTENDERS + ((B2B_S3,) if ctx.s3_bucket else ())
         order = names[round_ % len(names):] + names[: round_ % len(names)]
-        # The disk's sustained rate drifts over minutes on a thin-provisioned disk: measured just
-        # before and just after the round's fits, in their regime (in a row, files kept).
         raw, alone = _writer_alone(model, data, folder, str(round_), saves)
         refs["writer_alone_raw_s"] += raw
         refs["writer_alone_s"] += alone
         refs["writer_alone_ratio"].append(statistics.median(raw) / statistics.median(alone))
+        # The disk's sustained rate drifts over minutes on a thin-provisioned disk: measured just
+        # before and just after the round's fits, in their regime (in a row, files kept).
         refs["raw_write_fsync_b2b_s"] += _raw_back_to_back(data, folder, f"{round_}-before", saves)
         for name in order:
             WRITER_S.clear()

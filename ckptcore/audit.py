@@ -26,18 +26,15 @@ def stored_digest(backend: Any, relpath: str, algorithm: str = DEFAULT) -> tuple
     Raises:
         OSError: It could not be read.
     """
+    if not _present(backend, relpath):
+        return None
     fs = getattr(backend, "fs", None)
     url = backend.locate(relpath)
     if fs is None:
         if "://" not in url:
-            return digest(url, algorithm) if os.path.lexists(url) else None
-        if not backend.exists(relpath):
-            return None
+            return digest(url, algorithm)
         data = backend.read_bytes(relpath)
         return len(data), bytes_digest(data, algorithm)
-    fs.invalidate_cache(url)
-    if not fs.exists(url):
-        return None
     if not fs.isdir(url):
         return stream_digest(lambda: fs.open(url, "rb"), algorithm)
     base = fs._strip_protocol(url).rstrip("/")
